@@ -1,0 +1,1 @@
+"""Mesh geometry for the graph decoder: mesh graphs, Laplacians and the Graclus coarsening tree."""
