@@ -31,12 +31,16 @@ KINEMATIC_TO_JOINT: tuple[int, ...] = (0, *(1 + 4 * f + s for f in range(5) for 
 TIP_JOINTS: tuple[int, ...] = tuple(4 + 4 * f for f in range(5))
 
 # Parent of each kinematic joint (-1 for the root): each finger's first joint hangs off the wrist.
-KINEMATIC_PARENTS: tuple[int, ...] = (-1, *(0 if s == 0 else 1 + 3 * f + s - 1
-                                            for f in range(5) for s in range(3)))
+KINEMATIC_PARENTS: tuple[int, ...] = (
+    -1,
+    *(0 if s == 0 else 1 + 3 * f + s - 1 for f in range(5) for s in range(3)),
+)
 
 # Parent of each of the 21 joints in the skeleton drawn for figures and bone-length losses.
-JOINT_PARENTS: tuple[int, ...] = (-1, *(0 if s == 0 else 1 + 4 * f + s - 1
-                                        for f in range(5) for s in range(4)))
+JOINT_PARENTS: tuple[int, ...] = (
+    -1,
+    *(0 if s == 0 else 1 + 4 * f + s - 1 for f in range(5) for s in range(4)),
+)
 
 # Hand scale (shared/DATASETS.md): the middle finger's MCP-PIP bone.
 SCALE_BONE: tuple[int, int] = (9, 10)
@@ -44,7 +48,8 @@ SCALE_BONE: tuple[int, int] = (9, 10)
 # MANO's kinematic order is wrist, index, middle, little, ring, thumb (three joints each).
 _MANO_FINGER_ORDER = ("index", "middle", "little", "ring", "thumb")
 MANO_TO_KINEMATIC: tuple[int, ...] = (
-    0, *(1 + 3 * FINGERS.index(name) + s for name in _MANO_FINGER_ORDER for s in range(3))
+    0,
+    *(1 + 3 * FINGERS.index(name) + s for name in _MANO_FINGER_ORDER for s in range(3)),
 )
 """MANO kinematic joint i is handshape kinematic joint MANO_TO_KINEMATIC[i]."""
 

@@ -324,11 +324,13 @@ def skinning_weights(
             cw[body_rows, 0] = 1.0 - cw[body_rows, 1:].sum(axis=1)
         w[rows, 0] = cw[:, 0]
         w[rows, 1 + 3 * fi : 4 + 3 * fi] = cw[:, 1:]
-    # A little diffusion over the mesh hides the seams between finger zones in the palm.
+    # A little diffusion over the palm hides the seams between finger zones there. Finger
+    # vertices keep their chain weights, so a fingertip moves rigidly with its last bone.
     adj = _vertex_neighbours(f, len(v))
     inv_deg = 1.0 / np.asarray(adj.sum(axis=1)).ravel()
     for _ in range(3):
-        w = 0.5 * w + 0.5 * (adj @ w) * inv_deg[:, None]
+        smoothed = 0.5 * w + 0.5 * (adj @ w) * inv_deg[:, None]
+        w[on_body] = smoothed[on_body]
     keep = np.argsort(-w, axis=1, kind="stable")[:, :max_influences]
     out = np.zeros_like(w)
     np.put_along_axis(out, keep, np.take_along_axis(w, keep, axis=1), axis=1)

@@ -1,0 +1,216 @@
+"""The `handshape` command line: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily so that `--help` answers at once
+    import trimesh
+
+    from handshape.handmodel.model import HandModel
+
+DEFAULT_MODEL_PATH = Path(__file__).parent / "handmodel" / "assets" / "handmodel.npz"
+EPILOG = "Run `handshape COMMAND --help` for the options of each command."
+
+
+def _load_model(mano: Path | None) -> HandModel:
+    from handshape.handmodel.mano_io import read_mano
+    from handshape.handmodel.model import HandModel
+
+    return HandModel(read_mano(mano)) if mano else HandModel.default()
+
+
+def _atomic_export(mesh: trimesh.Trimesh, out: Path) -> None:
+    """Write a trimesh mesh to .obj/.ply via a temporary file in the same folder."""
+    suffix = out.suffix.lower()
+    if suffix not in (".obj", ".ply"):
+        raise SystemExit(f"error: {out}: unsupported mesh format '{suffix}' (use .obj or .ply)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        mesh.export(tmp, file_type=suffix[1:])
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_handmodel_export(args: argparse.Namespace) -> None:
+    import torch
+    import trimesh
+
+    from handshape.handmodel.poses import GestureLibrary
+
+    model = _load_model(args.mano).double()
+    library = GestureLibrary.load()
+    try:
+        pose = model.gesture(args.gesture, library)[None]
+    except KeyError as err:
+        raise SystemExit(f"error: {err.args[0]}") from err
+    shape = torch.zeros(1, model.num_shapes, dtype=torch.float64)
+    if args.seed is not None:
+        # A random hand doing a random variant of the gesture, as the synthetic data samples it.
+        gen = torch.Generator().manual_seed(args.seed)
+        shape = torch.randn(1, model.num_shapes, generator=gen, dtype=torch.float64)
+        pose = model.limits.sample(1, generator=gen, spread=args.spread, around=pose)
+    with torch.no_grad():
+        out = model(shape=shape, pose=pose)
+    mesh = trimesh.Trimesh(out.vertices[0].numpy(), model.faces.numpy(), process=False)
+    _atomic_export(mesh, args.out)
+    print(f"wrote {args.out}: gesture '{args.gesture}', {model.num_vertices} vertices")
+    if args.joints:
+        import json
+
+        args.joints.write_text(json.dumps({"joints_m": out.joints[0].tolist()}, indent=1))
+        print(f"wrote {args.joints}")
+
+
+def cmd_handmodel_sheet(args: argparse.Namespace) -> None:
+    from handshape.render.gesture_sheet import gesture_sheet
+
+    out = gesture_sheet(args.out, model=_load_model(args.mano), size=args.size)
+    print(f"wrote {out}")
+
+
+def cmd_handmodel_build(args: argparse.Namespace) -> None:
+    from handshape.handmodel import template_builder
+
+    template_builder.main(["--out", str(args.out)])
+
+
+def cmd_handmodel_export_mano(args: argparse.Namespace) -> None:
+    from handshape.handmodel.mano_io import write_mano
+
+    model = _load_model(args.mano)
+    write_mano(model.data, args.out)
+    print(f"wrote {args.out} (official MANO pickle layout)")
+
+
+def cmd_handmodel_info(args: argparse.Namespace) -> None:
+    from handshape.handmodel.poses import GestureLibrary
+
+    model = _load_model(args.mano)
+    d = model.data
+    joints = model.rest_joints
+    print(
+        f"vertices: {d.num_vertices}   faces: {len(d.faces)}   shape coefficients: "
+        f"{d.num_shapes} ({', '.join(d.shape_names) or 'unnamed'})"
+    )
+    length_mm = 1000 * float(((joints[12] - joints[0]) ** 2).sum() ** 0.5)
+    print(f"hand length (wrist to middle tip): {length_mm:.1f} mm")
+    print(f"gestures: {', '.join(GestureLibrary.load().names)}")
+
+
+def cmd_graph(args: argparse.Namespace) -> None:
+    from handshape.geometry.mesh_graph import mesh_hierarchy
+
+    model = _load_model(args.mano)
+    hierarchy = mesh_hierarchy(model.data.faces, model.num_vertices, levels=args.levels)
+    print(hierarchy.describe())
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    # Training is the subject of later work; run every stage that exists and say what does not.
+    from omegaconf import OmegaConf
+
+    from handshape.geometry.mesh_graph import mesh_hierarchy
+
+    path = args.configs / "experiment" / f"{args.experiment}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such experiment config")
+    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(args.overrides))
+    mano = cfg.handmodel.mano
+    model = _load_model(Path(mano) if mano else None)
+    print(f"[pretrain] experiment '{args.experiment}' ({path})")
+    print(f"[pretrain] hand model: {model.num_vertices} vertices, {model.num_shapes} shapes")
+    hierarchy = mesh_hierarchy(model.data.faces, model.num_vertices, levels=cfg.graph.levels)
+    print(f"[pretrain] mesh graph (Graclus, {cfg.graph.levels} levels):")
+    print("  " + hierarchy.describe().replace("\n", "\n  "))
+    print(
+        "[pretrain] NOT BUILT YET: synthetic data generation, the network and training. "
+        "Nothing was trained; no metrics exist."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handshape",
+        description="3D hand shape and pose from a single RGB image (Ge et al., CVPR 2019).",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mano_help = "an official MANO_RIGHT.pkl (or a file in its layout) instead of handshape's model"
+
+    hm = sub.add_parser(
+        "handmodel",
+        help="the open parametric hand model",
+        description="Build, inspect, export and render the hand model.",
+    )
+    hm_sub = hm.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = hm_sub.add_parser("export", help="write one posed hand as .obj or .ply")
+    p.add_argument("--gesture", required=True, help="a gesture name (see `handmodel info`)")
+    p.add_argument("--seed", type=int, help="random shape and a perturbed gesture from this seed")
+    p.add_argument(
+        "--spread",
+        type=float,
+        default=0.1,
+        help="perturbation, as a fraction of each joint's range (with --seed)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="FILE.obj or FILE.ply")
+    p.add_argument("--joints", type=Path, help="also write the 21 joints as JSON here")
+    p.add_argument("--mano", type=Path, help=mano_help)
+    p.set_defaults(func=cmd_handmodel_export)
+
+    p = hm_sub.add_parser("sheet", help="render every gesture from two viewpoints into one PNG")
+    p.add_argument("--out", type=Path, default=Path("docs/handmodel.png"))
+    p.add_argument("--size", type=int, default=200, help="pixels per view")
+    p.add_argument("--mano", type=Path, help=mano_help)
+    p.set_defaults(func=cmd_handmodel_sheet)
+
+    p = hm_sub.add_parser("build", help="regenerate the model asset from assets/design.yaml")
+    p.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
+    p.set_defaults(func=cmd_handmodel_build)
+
+    p = hm_sub.add_parser("export-mano", help="write the model in the official MANO pickle layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--mano", type=Path, help=mano_help)
+    p.set_defaults(func=cmd_handmodel_export_mano)
+
+    p = hm_sub.add_parser("info", help="sizes, shape coefficients and gesture names")
+    p.add_argument("--mano", type=Path, help=mano_help)
+    p.set_defaults(func=cmd_handmodel_info)
+
+    p = sub.add_parser("graph", help="the mesh graph's Graclus coarsening levels")
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--mano", type=Path, help=mano_help)
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("pretrain", help="fully supervised pretraining (what exists of it so far)")
+    p.add_argument("--experiment", default="quick", help="configs/experiment/NAME.yaml")
+    p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
+    p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
+    p.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
