@@ -30,12 +30,17 @@ class HandOutput(NamedTuple):
 
 
 class HandModel(nn.Module):
-    """A `HandModelData` made differentiable. Buffers follow `.to(device, dtype)`."""
+    """A `HandModelData` made differentiable.
+
+    Buffers are float64 and follow `.to(device)`; outputs take the dtype of the inputs (the
+    default dtype when none is given).
+    """
 
     def __init__(self, data: HandModelData) -> None:
         super().__init__()
         self.data = data
-        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
+        # Kept in float64 so that a float64 forward is exact; a float32 input casts them down.
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
         self.register_buffer("v_template", as_t(data.v_template))
         self.register_buffer("shapedirs", as_t(data.shapedirs))
         self.register_buffer("posedirs", as_t(data.posedirs).reshape(-1, data.posedirs.shape[2]))
@@ -76,10 +81,13 @@ class HandModel(nn.Module):
     def limits(self) -> JointLimits:
         return JointLimits.load(self.rest_joints)
 
-    def gesture(self, name: str, library: GestureLibrary | None = None) -> torch.Tensor:
-        """Axis-angle pose (16, 3) of a named gesture, in this model's dtype."""
+    def gesture(
+        self, name: str, library: GestureLibrary | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """Axis-angle pose (16, 3) of a named gesture (default dtype unless given)."""
         library = library or GestureLibrary.load()
-        return library.pose(name, self.limits).to(self.v_template)
+        pose = library.pose(name, self.limits)
+        return pose.to(device=self.v_template.device, dtype=dtype or torch.get_default_dtype())
 
     def forward(
         self,
@@ -93,8 +101,8 @@ class HandModel(nn.Module):
         """
         ref = next((t for t in (shape, pose, translation) if t is not None), None)
         b = 1 if ref is None else ref.shape[0]
-        like = self.v_template if ref is None else ref
-        dtype, device = like.dtype, like.device
+        dtype = torch.get_default_dtype() if ref is None else ref.dtype
+        device = self.v_template.device
         if shape is None:
             shape = torch.zeros(b, self.num_shapes, dtype=dtype, device=device)
         if pose is None:

@@ -51,13 +51,18 @@ class JointLimits:
             table = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read joint limits ({err})") from err
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: expected a mapping of joint names to limits")
         lower = np.full((NUM_KINEMATIC, 3), -np.inf)
         upper = np.full((NUM_KINEMATIC, 3), np.inf)
         for k, name in enumerate(KINEMATIC_NAMES[1:], start=1):
-            if name not in table:
+            if not isinstance(table.get(name), dict):
                 raise ValueError(f"{path}: no limits for joint '{name}'")
             for c, axis in enumerate(("flex", "abd", "twist")):
-                lo, hi = table[name][axis]
+                pair = table[name].get(axis)
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError(f"{path}: {name}.{axis} must be [min, max] in degrees")
+                lo, hi = pair
                 if lo > hi:
                     raise ValueError(f"{path}: {name}.{axis} has min {lo} > max {hi}")
                 lower[k, c], upper[k, c] = np.deg2rad(lo), np.deg2rad(hi)
@@ -125,6 +130,8 @@ class GestureLibrary:
             table = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read gestures ({err})") from err
+        if not isinstance(table, dict) or not table:
+            raise ValueError(f"{path}: expected a non-empty mapping of gesture names to poses")
         return cls({name: _parse_gesture(path, name, spec or {}) for name, spec in table.items()})
 
     @property
@@ -163,7 +170,12 @@ def _parse_gesture(path: Path, name: str, spec: dict) -> np.ndarray:
             raise ValueError(f"{path}: gesture '{name}', finger '{finger}': expected list or map")
         if finger == "thumb" and "cmc" in value:
             for k, joint in enumerate(("cmc", "mcp", "ip")):
-                out[rows.start + k] = value.get(joint, [0, 0, 0])
+                angles = value.get(joint, [0, 0, 0])
+                if not isinstance(angles, list) or len(angles) != 3:
+                    raise ValueError(
+                        f"{path}: gesture '{name}', thumb.{joint}: need [flex, abd, twist]"
+                    )
+                out[rows.start + k] = angles
             continue
         for c, axis in enumerate(("flex", "abd", "twist")):
             v = value.get(axis, 0)

@@ -302,28 +302,39 @@ def _chain_weights(v: np.ndarray, joints: np.ndarray, widths: np.ndarray) -> np.
 def skinning_weights(
     v: np.ndarray, f: np.ndarray, sdf: HandSDF, max_influences: int = 4
 ) -> np.ndarray:
-    """(N, 3) vertices -> (N, 16) weights, at most `max_influences` non-zero, rows summing to 1."""
+    """(N, 3) vertices -> (N, 16) weights, at most `max_influences` non-zero, rows summing to 1.
+
+    Along each finger, weights blend across each joint over a band proportional to the finger's
+    radius there (`skinning.blend_widths`). Across fingers, a vertex shares its weights among the
+    fingers it is nearly as close to; that sharing is wide at the finger bases (so the web between
+    two fingers stretches over many edges instead of tearing when one finger flexes) and vanishes
+    towards the tips (so each fingertip moves rigidly with its last bone).
+    """
+    spec = sdf.design["skinning"]
     s = sdf.skeleton
     parts = sdf.parts(v)
     bone_dist = parts[:, 2:].reshape(len(v), 5, 3).min(axis=2)  # (N, 5) distance to each finger
     on_body = np.minimum(parts[:, 0], parts[:, 1]) < bone_dist.min(axis=1)
-    finger = bone_dist.argmin(axis=1)
-    # Body vertices follow the nearest finger only across its first joint (knuckles, web,
-    # thenar); far from it their chain weights are all on the wrist anyway.
-    w = np.zeros((len(v), NUM_KINEMATIC))
+    on_palm = on_body & (parts[:, 1] > parts[:, 0])  # body, nearer the palm than the thenar
+    chains = np.zeros((len(v), 5, 4))  # per finger: wrist, then its three joints
     for fi in range(5):
-        rows = finger == fi
         base = 1 + 4 * fi
         chain = np.concatenate([s.joints[base : base + 3], s.axis_ends[fi][None]], axis=0)
-        widths = s.radii[base : base + 3] * (np.array([2.0, 1.0, 1.0]) if fi == 0 else 1.0)
-        cw = _chain_weights(v[rows], chain, widths)
-        if fi == 0:
-            # The thenar moves with the thumb metacarpal, the palm proper with the wrist.
-            body_rows = on_body[rows] & (parts[rows, 1] > parts[rows, 0])
-            cw[body_rows, 1:] *= 0.5
-            cw[body_rows, 0] = 1.0 - cw[body_rows, 1:].sum(axis=1)
-        w[rows, 0] = cw[:, 0]
-        w[rows, 1 + 3 * fi : 4 + 3 * fi] = cw[:, 1:]
+        key = "thumb_blend_widths" if fi == 0 else "blend_widths"
+        chains[:, fi] = _chain_weights(v, chain, s.radii[base : base + 3] * np.array(spec[key]))
+    # The thenar follows the thumb metacarpal; the palm beside it only half.
+    chains[on_palm, 0, 1:] *= 0.5
+    chains[on_palm, 0, 0] = 1.0 - chains[on_palm, 0, 1:].sum(axis=1)
+
+    nearest = bone_dist.argmin(axis=1)
+    baseness = chains[np.arange(len(v)), nearest, :2].sum(axis=1)  # 1 at the base, 0 past PIP
+    softness = spec["tip_softness"] + (spec["web_softness"] - spec["tip_softness"]) * baseness
+    share = np.exp(-(bone_dist - bone_dist.min(axis=1, keepdims=True)) / softness[:, None])
+    share[share < 1e-3] = 0.0
+    share /= share.sum(axis=1, keepdims=True)
+    w = np.zeros((len(v), NUM_KINEMATIC))
+    w[:, 0] = (share * chains[:, :, 0]).sum(axis=1)
+    w[:, 1:] = (share[:, :, None] * chains[:, :, 1:]).reshape(len(v), 15)
     # A little diffusion over the palm hides the seams between finger zones there. Finger
     # vertices keep their chain weights, so a fingertip moves rigidly with its last bone.
     adj = _vertex_neighbours(f, len(v))
@@ -501,6 +512,7 @@ def save_npz(model: HandModelData, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the asset is meant to be shared
     try:
         np.savez_compressed(
             tmp,
