@@ -9,14 +9,20 @@ STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-ok
 TORCH_VERSION ?= 2.13.0
 EXPERIMENT ?= quick
+SYNTH_DIR ?= data/synthetic
+SYNTH_TRAIN ?= 4096
+SYNTH_VAL ?= 512
+WORKERS ?= 2
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: help venv test lint pretrain sheet clean
+.PHONY: help venv test lint pretrain sheet synth synth-sheet bench clean
 
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
 	@echo "make sheet     regenerate docs/handmodel.png (every gesture, two views)"
+	@echo "make synth     render the default synthetic set into $(SYNTH_DIR) (resumable)"
+	@echo "make bench     measure speeds; results in docs/benchmarks.md"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +50,16 @@ pretrain: venv
 
 sheet: venv
 	$(BIN)/handshape handmodel sheet --out docs/handmodel.png
+
+synth: venv
+	$(BIN)/handshape synth --out $(SYNTH_DIR) --split train --num $(SYNTH_TRAIN) --workers $(WORKERS)
+	$(BIN)/handshape synth --out $(SYNTH_DIR) --split val --num $(SYNTH_VAL) --workers $(WORKERS)
+
+synth-sheet: synth
+	$(BIN)/handshape synth-sheet --data $(SYNTH_DIR)/train --out docs/synthetic_samples.png
+
+bench: venv
+	$(BIN)/python scripts/bench_synth.py --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -116,6 +116,39 @@ def cmd_graph(args: argparse.Namespace) -> None:
     print(hierarchy.describe())
 
 
+def _parse_part(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/4), got '{text}'") from err
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"need 0 <= I < N, got {i}/{n}")
+    return i, n
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from handshape.data.synth.generate import Plan, generate
+    from handshape.data.synth.scene import SynthConfig
+
+    config = SynthConfig.load(args.config)
+    if args.size is not None:
+        config = dataclasses.replace(config, size=args.size)
+    plan = Plan(args.out, args.split, args.num, args.seed, config)
+    written = generate(plan, workers=args.workers, part=args.shard)
+    print(f"{plan.folder}: wrote {written} samples; {plan.num} in the split")
+
+
+def cmd_synth_sheet(args: argparse.Namespace) -> None:
+    from handshape.data.synth.sheet import synthetic_sheet
+
+    out = synthetic_sheet(
+        args.data, args.out, num=args.num, backgrounds=args.backgrounds, seed=args.seed
+    )
+    print(f"wrote {out}")
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     # Training is the subject of later work; run every stage that exists and say what does not.
     from omegaconf import OmegaConf
@@ -193,6 +226,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=4)
     p.add_argument("--mano", type=Path, help=mano_help)
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
+        "synth",
+        help="render the synthetic training set (resumable, shardable)",
+        description="Render hands from the open hand model with random shape, gesture variant, "
+        "camera, lighting and skin tone. Each sample is a pure function of (seed, split, index): "
+        "a killed run resumes where it stopped, and --shard I/N splits the work over processes "
+        "or machines that share the output folder.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (OUT/<split>/...)")
+    p.add_argument("--num", type=int, required=True, help="samples in this split")
+    p.add_argument("--split", choices=("train", "val"), default="train")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, help="crop side in pixels (default: from --config)")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes on this machine")
+    p.add_argument(
+        "--shard",
+        type=_parse_part,
+        default=(0, 1),
+        metavar="I/N",
+        help="do only part I of N (shards k with k %% N == I)",
+    )
+    p.add_argument("--config", type=Path, default=Path("configs/data/synthetic.yaml"))
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("synth-sheet", help="contact sheet of synthetic samples with joints drawn")
+    p.add_argument("--data", type=Path, required=True, help="a split folder, e.g. OUT/train")
+    p.add_argument("--out", type=Path, default=Path("docs/synthetic_samples.png"))
+    p.add_argument("--num", type=int, default=32)
+    p.add_argument(
+        "--backgrounds",
+        type=Path,
+        help="folder of background photos (default: built-in backgrounds)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth_sheet)
 
     p = sub.add_parser("pretrain", help="fully supervised pretraining (what exists of it so far)")
     p.add_argument("--experiment", default="quick", help="configs/experiment/NAME.yaml")
