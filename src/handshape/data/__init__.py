@@ -1,0 +1,1 @@
+"""Data: synthetic generation, readers of real data sets, transforms and LightningDataModules."""

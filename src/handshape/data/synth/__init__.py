@@ -1,0 +1,1 @@
+"""The synthetic data set: scene sampling, rendering, sharded storage and reading."""

@@ -1,0 +1,287 @@
+"""Generating the synthetic data set: scenes -> renders and labels -> shards on disk.
+
+Layout: OUT/<split>/manifest.json and OUT/<split>/shard_NNNNN.npz, shard k holding samples
+[k * shard_size, (k + 1) * shard_size). A shard appears on disk only complete (written under a
+temporary name, then renamed), so a killed run resumes by redoing the missing shards, and
+`--shard I/N` gives process I of N the shards k with k % N == I (a SLURM array, several machines
+on a shared disk, ...). The manifest records everything a sample depends on; a second run with
+other settings into the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from handshape.data.synth.lighting import lighting_setups
+from handshape.data.synth.scene import SPLITS, SceneSampler, SynthConfig
+from handshape.handmodel.model import HandModel
+from handshape.render.synthetic import SyntheticRenderer
+
+GENERATOR_VERSION = 1
+DEPTH_UNIT = 1e-4  # metres per step of the stored uint16 depth (0.1 mm; up to 6.5 m)
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+class SampleMaker:
+    """Turns (seed, split, index) into a labelled render. One per process (holds a GL context)."""
+
+    def __init__(self, config: SynthConfig, model: HandModel | None = None) -> None:
+        self.config = config
+        self.model = (model or HandModel.default()).double()
+        self.sampler = SceneSampler(config, self.model)
+        self.setups = lighting_setups(config.lighting_setups)
+        self.renderer = SyntheticRenderer(config.size)
+        self.faces = self.model.faces.numpy()
+
+    def make(self, seed: int, split: str, index: int) -> dict[str, np.ndarray]:
+        scene = self.sampler.sample(seed, split, index)
+        vertices, joints = scene.vertices, scene.joints
+        rgba, depth = self.render(
+            vertices, scene.K, scene.skin_rgb, scene.lighting, scene.roughness
+        )
+        uvw = joints @ scene.K.T
+        joints_2d = uvw[:, :2] / uvw[:, 2:]
+        return {
+            "rgba": rgba,
+            "depth": np.round(depth / DEPTH_UNIT).astype(np.uint16),
+            "joints_2d": joints_2d.astype(np.float32),
+            "joints_3d": joints.astype(np.float32),
+            "vertices": vertices.astype(np.float32),
+            "K": scene.K.astype(np.float32),
+            "visibility": joint_visibility(joints, joints_2d, depth, self.config.visibility_margin),
+            "shape": scene.shape.astype(np.float32),
+            "pose": scene.pose.astype(np.float32),
+            "rotation": scene.rotation.astype(np.float32),
+            "translation": scene.translation.astype(np.float32),
+            "roll": np.float32(scene.roll),
+            "distance": np.float32(scene.distance),
+            "skin_rgb": np.asarray(scene.skin_rgb, dtype=np.float32),
+            "roughness": np.float32(scene.roughness),
+            "gesture": np.int16(scene.gesture),
+            "variant": np.int16(scene.variant),
+            "viewpoint": np.int16(scene.viewpoint),
+            "lighting": np.int16(scene.lighting),
+            "skin_tone": np.int16(scene.skin_tone),
+            "index": np.int64(index),
+        }
+
+    def render(
+        self,
+        vertices: np.ndarray,
+        K: np.ndarray,
+        skin_rgb: Sequence[float],
+        lighting: int,
+        roughness: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Render from stored parameters: camera-frame vertices (N, 3), intrinsics (3, 3),
+        sRGB skin colour, lighting set-up number and roughness -> (rgba, depth in metres)."""
+        setup = self.setups[int(lighting)]
+        skin = _srgb_to_linear(np.asarray(skin_rgb, dtype=np.float64))
+        return self.renderer.render(
+            np.asarray(vertices, np.float64),
+            self.faces,
+            np.asarray(K, np.float64),
+            (float(skin[0]), float(skin[1]), float(skin[2])),
+            list(setup.lights),
+            np.asarray(setup.ambient),
+            float(roughness),
+        )
+
+    def rerender(self, sample: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Render a stored sample again from its labels alone."""
+        return self.render(
+            sample["vertices"],
+            sample["K"],
+            sample["skin_rgb"],
+            int(sample["lighting"]),
+            float(sample["roughness"]),
+        )
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def joint_visibility(
+    joints: np.ndarray, joints_2d: np.ndarray, depth: np.ndarray, margin: float
+) -> np.ndarray:
+    """(21,) bool: in the crop and not hidden behind another part of the hand.
+
+    A joint inside a finger is always a few mm behind the skin over it, so it counts as visible
+    while the surface at its pixel is at most `margin` metres in front of it.
+    """
+    size = depth.shape[0]
+    px = np.round(joints_2d).astype(int)
+    inside = np.all((px >= 0) & (px < size), axis=1)
+    surface = np.zeros(len(joints))
+    surface[inside] = depth[px[inside, 1], px[inside, 0]]
+    unoccluded = (surface == 0) | (surface >= joints[:, 2] - margin)
+    return inside & unoccluded
+
+
+@dataclass(frozen=True)
+class Plan:
+    out: Path
+    split: str
+    num: int
+    seed: int
+    config: SynthConfig
+
+    @property
+    def folder(self) -> Path:
+        return self.out / self.split
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num // self.config.shard_size)
+
+    def shard_path(self, k: int) -> Path:
+        return self.folder / f"shard_{k:05d}.npz"
+
+    def shard_indices(self, k: int) -> range:
+        size = self.config.shard_size
+        return range(k * size, min((k + 1) * size, self.num))
+
+    def manifest(self, model: HandModel) -> dict[str, Any]:
+        return {
+            "generator": "handshape synth",
+            "version": GENERATOR_VERSION,
+            "split": self.split,
+            "num": self.num,
+            "seed": self.seed,
+            "num_shards": self.num_shards,
+            "depth_unit_m": DEPTH_UNIT,
+            "model": {"vertices": model.num_vertices, "faces_hash": model.data.faces_hash()},
+            "config": self.config.to_dict(),
+        }
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Call write(tmp_path), then rename onto `path`; the temporary file never outlives it."""
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp-{socket.gethostname()}", dir=path.parent
+    )
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_shard(path: Path, samples: list[dict[str, np.ndarray]]) -> None:
+    arrays = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    _write_atomic(path, write)
+
+
+def prepare(plan: Plan, model: HandModel) -> None:
+    """Create the folder and manifest, or check that an existing one has the same settings."""
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = plan.folder / "manifest.json"
+    wanted = plan.manifest(model)
+    if manifest_path.exists():
+        try:
+            found = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{manifest_path}: unreadable manifest ({err})") from err
+        differ = sorted(k for k in wanted if found.get(k) != wanted[k])
+        if differ:
+            raise ValueError(
+                f"{manifest_path}: this folder holds a data set made with other settings "
+                f"(different: {', '.join(differ)}); use another --out or the same settings"
+            )
+        return
+    _write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(wanted, indent=1)))
+
+
+def pending_shards(plan: Plan, part: tuple[int, int] = (0, 1)) -> list[int]:
+    """Shards of this part (k % N == I) not yet on disk."""
+    i, n = part
+    return [k for k in range(plan.num_shards) if k % n == i and not plan.shard_path(k).exists()]
+
+
+# Worker state: one SampleMaker per process, created on first use (it owns a GL context).
+_MAKER: SampleMaker | None = None
+_MAKER_CONFIG: SynthConfig | None = None
+
+
+def _shard_job(args: tuple[Plan, int]) -> int:
+    global _MAKER, _MAKER_CONFIG
+    plan, k = args
+    if _MAKER is None or plan.config != _MAKER_CONFIG:
+        torch.set_num_threads(1)
+        _MAKER, _MAKER_CONFIG = SampleMaker(plan.config), plan.config
+    samples = [_MAKER.make(plan.seed, plan.split, i) for i in plan.shard_indices(k)]
+    write_shard(plan.shard_path(k), samples)
+    return len(samples)
+
+
+def _init_worker() -> None:
+    # One rasteriser thread per process: the processes already fill the cores.
+    os.environ["LP_NUM_THREADS"] = "1"
+
+
+def generate(
+    plan: Plan, workers: int = 1, part: tuple[int, int] = (0, 1), progress: bool = True
+) -> int:
+    """Render every missing shard of this part; returns the number of samples written."""
+    if plan.split not in SPLITS:
+        raise ValueError(f"unknown split '{plan.split}' (expected one of {SPLITS})")
+    if plan.num <= 0:
+        raise ValueError(f"--num must be positive, got {plan.num}")
+    i, n = part
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {i}/{n}: need 0 <= I < N")
+    model = HandModel.default()
+    prepare(plan, model)
+    todo = pending_shards(plan, part)
+    total = sum(len(plan.shard_indices(k)) for k in todo)
+    bar = tqdm(
+        total=total,
+        unit="img",
+        desc=f"synth {plan.split}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    written = 0
+    if workers <= 1:
+        maker = SampleMaker(plan.config, model)
+        try:
+            for k in todo:
+                samples = []
+                for index in plan.shard_indices(k):
+                    samples.append(maker.make(plan.seed, plan.split, index))
+                    bar.update(1)
+                write_shard(plan.shard_path(k), samples)
+                written += len(samples)
+        finally:
+            maker.close()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            for count in pool.imap_unordered(_shard_job, [(plan, k) for k in todo]):
+                bar.update(count)
+                written += count
+    bar.close()
+    return written

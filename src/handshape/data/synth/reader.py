@@ -1,0 +1,137 @@
+"""Reading the synthetic shards: raw samples, and a torch Dataset that blends backgrounds.
+
+Backgrounds and augmentation are drawn on the fly: a training sample gets a new background every
+epoch (its random stream is seeded from the DataLoader worker's torch seed, which changes per
+epoch), a validation sample always the same one (seeded from the sample index alone).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from handshape.data.backgrounds import BackgroundSource
+from handshape.data.compositing import blend_sample, build_augmentation
+
+LABEL_KEYS = ("joints_2d", "joints_3d", "vertices", "K", "visibility", "shape", "pose")
+
+
+class SyntheticShards:
+    """Random access to the raw samples of one split folder (OUT/<split>).
+
+    `get(i)` returns the arrays stored for sample i (see `handshape.data.synth.generate`), with
+    depth converted to float32 metres. Recently used shards stay decoded in memory.
+    """
+
+    def __init__(self, folder: Path, cache_shards: int = 2) -> None:
+        self.folder = Path(folder)
+        manifest_path = self.folder / "manifest.json"
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f"{manifest_path}: no synthetic data here (make it with `handshape synth "
+                f"--out {self.folder.parent} --split {self.folder.name} --num N`)"
+            ) from err
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{manifest_path}: unreadable manifest ({err})") from err
+        self.num = int(self.manifest["num"])
+        self.shard_size = int(self.manifest["config"]["shard_size"])
+        self.depth_unit = float(self.manifest["depth_unit_m"])
+        missing = [
+            k for k in range(int(self.manifest["num_shards"])) if not self._shard_path(k).exists()
+        ]
+        if missing:
+            raise ValueError(
+                f"{self.folder}: {len(missing)} of {self.manifest['num_shards']} shards are "
+                f"missing (e.g. {self._shard_path(missing[0]).name}); run the same `handshape "
+                f"synth` command again to finish them"
+            )
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cache_shards = cache_shards
+
+    def _shard_path(self, k: int) -> Path:
+        return self.folder / f"shard_{k:05d}.npz"
+
+    def __len__(self) -> int:
+        return self.num
+
+    def _shard(self, k: int) -> dict[str, np.ndarray]:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        path = self._shard_path(k)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {key: z[key] for key in z.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(
+                f"{path}: corrupt shard ({err}); delete it and rerun the same "
+                f"`handshape synth` command to regenerate it"
+            ) from err
+        self._cache[k] = arrays
+        while len(self._cache) > self._cache_shards:
+            self._cache.popitem(last=False)
+        return arrays
+
+    def get(self, index: int) -> dict[str, np.ndarray]:
+        if not 0 <= index < self.num:
+            raise IndexError(f"sample {index} out of range for {self.num} samples")
+        shard = self._shard(index // self.shard_size)
+        i = index % self.shard_size
+        sample = {key: values[i] for key, values in shard.items()}
+        sample["depth"] = sample["depth"].astype(np.float32) * self.depth_unit
+        return sample
+
+
+class SyntheticDataset(Dataset):
+    """Training samples: the render blended over a background, plus its labels, as tensors.
+
+    Items: image (3, S, S) float32 in [0, 1]; mask (S, S) bool; depth (S, S) float32 metres;
+    joints_2d (21, 2) px; joints_3d (21, 3) m, camera frame; vertices (N, 3) m; K (3, 3);
+    visibility (21,) bool; shape (S,); pose (16, 3).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        backgrounds: Path | None = None,
+        augmentation: Mapping[str, Any] | None = None,
+        train: bool = True,
+        seed: int = 0,
+    ) -> None:
+        """backgrounds: a folder of jpg/png photos, or None for the built-in backgrounds."""
+        self.shards = SyntheticShards(folder)
+        size = int(self.shards.manifest["config"]["size"])
+        self.backgrounds = BackgroundSource(backgrounds, size=size)
+        self.augment = build_augmentation(augmentation) if train else None
+        self.train = train
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            # torch seeds each DataLoader worker afresh every epoch: new backgrounds per epoch.
+            return np.random.default_rng([torch.initial_seed() % 2**63, index])
+        return np.random.default_rng([self.seed, index])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        raw = self.shards.get(index)
+        image = blend_sample(raw["rgba"], self.backgrounds, self._rng(index), self.augment)
+        item = {
+            "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
+            "mask": torch.from_numpy(raw["rgba"][..., 3] > 0),
+            "depth": torch.from_numpy(raw["depth"]),
+        }
+        for key in LABEL_KEYS:
+            item[key] = torch.from_numpy(np.asarray(raw[key]))
+        return item
