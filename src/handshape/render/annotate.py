@@ -35,7 +35,8 @@ def draw_skeleton(
     """
     canvas = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     draw = ImageDraw.Draw(canvas)
-    points = [tuple(float(c) for c in p) for p in np.asarray(joints_2d)]
+    # PIL truncates float coordinates; round so each joint lands on its nearest pixel.
+    points = [tuple(float(round(float(c))) for c in p) for p in np.asarray(joints_2d)]
     for j, parent in enumerate(JOINT_PARENTS):
         if parent >= 0:
             draw.line([points[parent], points[j]], fill=joint_color(j), width=width)

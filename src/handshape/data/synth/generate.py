@@ -256,6 +256,10 @@ def generate(
     model = HandModel.default()
     prepare(plan, model)
     todo = pending_shards(plan, part)
+    for k in todo:
+        # Leftovers of a run killed too hard to clean up after itself (SIGKILL).
+        for stale in plan.folder.glob(f".{plan.shard_path(k).name}.*.tmp-*"):
+            stale.unlink(missing_ok=True)
     total = sum(len(plan.shard_indices(k)) for k in todo)
     bar = tqdm(
         total=total,
@@ -267,6 +271,8 @@ def generate(
     written = 0
     if workers <= 1:
         maker = SampleMaker(plan.config, model)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small per-sample tensors: threads cost more than they give
         try:
             for k in todo:
                 samples = []
@@ -276,6 +282,7 @@ def generate(
                 write_shard(plan.shard_path(k), samples)
                 written += len(samples)
         finally:
+            torch.set_num_threads(threads)
             maker.close()
     else:
         ctx = multiprocessing.get_context("spawn")

@@ -31,8 +31,9 @@ ARRANGEMENTS = ("key_fill", "point_key", "spot_fill", "three_point")
 
 def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
     """Linear RGB (max component 1) of a light of the given colour temperature."""
-    rgb = [float(np.interp(kelvin, _KELVIN, _KELVIN_RGB[:, c])) for c in range(3)]
-    return (rgb[0], rgb[1], rgb[2])
+    rgb = np.array([np.interp(kelvin, _KELVIN, _KELVIN_RGB[:, c]) for c in range(3)])
+    rgb /= rgb.max()
+    return (float(rgb[0]), float(rgb[1]), float(rgb[2]))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """Reading the synthetic shards: raw samples, and a torch Dataset that blends backgrounds.
 
 Backgrounds and augmentation are drawn on the fly: a training sample gets a new background every
-epoch (its random stream is seeded from the DataLoader worker's torch seed, which changes per
-epoch), a validation sample always the same one (seeded from the sample index alone).
+epoch (its random stream is seeded from torch's generator), a validation sample always the same
+one (seeded from the sample index alone).
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,9 +71,9 @@ class SyntheticShards:
             return self._cache[k]
         path = self._shard_path(k)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 arrays = {key: z[key] for key in z.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(
                 f"{path}: corrupt shard ({err}); delete it and rerun the same "
                 f"`handshape synth` command to regenerate it"
@@ -120,8 +122,10 @@ class SyntheticDataset(Dataset):
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.train:
-            # torch seeds each DataLoader worker afresh every epoch: new backgrounds per epoch.
-            return np.random.default_rng([torch.initial_seed() % 2**63, index])
+            # Drawn from torch's generator, whose stream moves on with every item (in each
+            # DataLoader worker too, persistent or not): a new background every epoch, and
+            # reproducible under torch.manual_seed.
+            return np.random.default_rng([int(torch.randint(0, 2**62, ()).item()), index])
         return np.random.default_rng([self.seed, index])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -55,6 +55,13 @@ class SynthConfig:
         v["fill"] = tuple(v["fill"])
         v["skin_tones"] = tuple(tuple(t) for t in v["skin_tones"])
         v["validation"] = dict(v["validation"])
+        for key in ("distance", "fill"):
+            lo, hi = v[key]
+            if not 0 < lo <= hi:
+                raise ValueError(f"{source}: {key} must be [min, max] with 0 < min <= max")
+        if v["distance"][1] > 5.0:
+            # Depth is stored as uint16 steps of 0.1 mm, which ends at 6.55 m.
+            raise ValueError(f"{source}: distance above 5 m is not supported")
         return cls(**v)
 
     @classmethod

@@ -13,8 +13,14 @@ from handshape.render.annotate import draw_skeleton
 from handshape.render.contact_sheet import contact_sheet
 
 
-def synthetic_sheet(folder: Path, out: Path, num: int = 32, backgrounds: Path | None = None,
-                    seed: int = 0, columns: int = 8) -> Path:
+def synthetic_sheet(
+    folder: Path,
+    out: Path,
+    num: int = 32,
+    backgrounds: Path | None = None,
+    seed: int = 0,
+    columns: int = 8,
+) -> Path:
     """`num` random samples of `folder` (OUT/<split>) as the network sees them, with labels."""
     torch.manual_seed(seed)  # the training stream of backgrounds follows torch's seed
     dataset = SyntheticDataset(Path(folder), backgrounds, train=True, seed=seed)
@@ -29,6 +35,8 @@ def synthetic_sheet(folder: Path, out: Path, num: int = 32, backgrounds: Path | 
         raw = dataset.shards.get(index)
         label = f"#{index} {names[int(raw['gesture'])]} L{int(raw['lighting'])}"
         tiles.append((label, [drawn]))
-    title = (f"{len(tiles)} synthetic training samples ({folder}); hollow dots: hidden joints; "
-             f"backgrounds: {dataset.backgrounds!r}")
+    title = (
+        f"{len(tiles)} synthetic training samples ({folder}); hollow dots: hidden joints; "
+        f"backgrounds: {dataset.backgrounds!r}"
+    )
     return contact_sheet(tiles, Path(out), columns=columns, title=title)

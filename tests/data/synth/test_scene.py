@@ -1,0 +1,253 @@
+"""Scene sampling: the configuration's variety, determinism, the val/train hold-out, geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handshape.data.synth.scene import (
+    SPLITS,
+    Scene,
+    SceneSampler,
+    SynthConfig,
+    fibonacci_directions,
+)
+from handshape.handmodel.model import HandModel
+from handshape.handmodel.poses import GestureLibrary
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIG_PATH = REPO / "configs" / "data" / "synthetic.yaml"
+PER_SPLIT = 200
+
+
+@pytest.fixture(scope="module")
+def config() -> SynthConfig:
+    return SynthConfig.load(CONFIG_PATH)
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    # One hand at a time: torch's thread pool only adds overhead (and is 2x slower here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sampler(config: SynthConfig, single_thread: None) -> SceneSampler:
+    return SceneSampler(config, HandModel.default())
+
+
+@pytest.fixture(scope="module")
+def scenes(sampler: SceneSampler) -> dict[str, list[Scene]]:
+    return {split: [sampler.sample(0, split, i) for i in range(PER_SPLIT)] for split in SPLITS}
+
+
+def distinct(scenes: list[Scene], field: str) -> int:
+    return len({getattr(s, field) for s in scenes})
+
+
+# ----------------------------------------------------------------------------- the config
+
+
+def test_config_describes_a_large_varied_set(config: SynthConfig) -> None:
+    assert config.viewpoints >= 1000
+    assert config.lighting_setups >= 30
+    assert len(config.skin_tones) >= 5
+    assert len(GestureLibrary.load().names) * config.variants_per_gesture >= 500
+    assert all(len(t) == 3 and all(0 <= c <= 1 for c in t) for t in config.skin_tones)
+    assert 0 < config.distance[0] < config.distance[1]
+    assert 0 < config.fill[0] < config.fill[1] < 1
+
+
+def test_config_round_trips_and_rejects_unknown_or_missing_keys(config: SynthConfig) -> None:
+    values = config.to_dict()
+    assert SynthConfig.from_dict(values) == config
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        SynthConfig.from_dict({**values, "colour": 1}, "mine.yaml")
+    values.pop("roll")
+    with pytest.raises(ValueError, match=r"mine\.yaml.*missing \['roll'\]"):
+        SynthConfig.from_dict(values, "mine.yaml")
+
+
+def test_an_unreadable_config_names_its_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("size: [1, 2\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml"):
+        SynthConfig.load(bad)
+    with pytest.raises(ValueError, match=r"absent\.yaml"):
+        SynthConfig.load(tmp_path / "absent.yaml")
+
+
+def test_fibonacci_directions_are_unit_and_spread_over_the_sphere() -> None:
+    d = fibonacci_directions(1200)
+    assert d.shape == (1200, 3)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-12)
+    assert np.abs(d.mean(axis=0)).max() < 0.01  # no preferred side
+    closest = np.sort(d @ d.T, axis=1)[:, -2]  # cosine to the nearest other direction
+    assert closest.max() < np.cos(np.deg2rad(2.0))  # no two (nearly) coincide
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_a_scene_is_a_pure_function_of_seed_split_and_index(
+    sampler: SceneSampler, config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    fresh = SceneSampler(config, HandModel.default())
+    for split in SPLITS:
+        for index in (0, 17, 199):
+            a, b = scenes[split][index], fresh.sample(0, split, index)
+            for field in dataclasses.fields(Scene):
+                va, vb = getattr(a, field.name), getattr(b, field.name)
+                assert np.array_equal(va, vb), (split, index, field.name)
+
+
+def test_seed_split_and_index_each_change_the_scene(
+    sampler: SceneSampler, scenes: dict[str, list[Scene]]
+) -> None:
+    base = scenes["train"][5]
+    for other in (sampler.sample(1, "train", 5), scenes["train"][6], scenes["val"][5]):
+        assert not np.allclose(other.shape, base.shape)
+        assert not np.allclose(other.K, base.K)
+        assert not np.allclose(other.vertices, base.vertices)
+
+
+def test_an_unknown_split_is_refused(sampler: SceneSampler) -> None:
+    with pytest.raises(ValueError, match=r"unknown split 'test'"):
+        sampler.sample(0, "test", 0)
+
+
+# ----------------------------------------------------------------------------- hold-out
+
+
+def test_validation_uses_only_held_out_viewpoints_and_variants(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    every = config.validation["viewpoint_every"]
+    first_held = config.variants_per_gesture - config.validation["last_variants"]
+    for scene in scenes["val"]:
+        assert scene.viewpoint % every == 0
+        assert scene.variant >= first_held
+    for scene in scenes["train"]:
+        assert scene.viewpoint % every != 0
+        assert scene.variant < first_held
+    # Validation still covers many of its viewpoints and every held-out variant.
+    assert distinct(scenes["val"], "viewpoint") >= 80
+    assert distinct(scenes["val"], "variant") == config.validation["last_variants"]
+
+
+def test_held_out_classifies_viewpoints_and_variants(
+    sampler: SceneSampler, config: SynthConfig
+) -> None:
+    views = [v for v in range(config.viewpoints) if sampler.held_out(viewpoint=v)]
+    variants = [v for v in range(config.variants_per_gesture) if sampler.held_out(variant=v)]
+    assert len(views) == -(-config.viewpoints // config.validation["viewpoint_every"])
+    last = config.validation["last_variants"]
+    assert variants == list(range(config.variants_per_gesture - last, config.variants_per_gesture))
+
+
+# ----------------------------------------------------------------------------- variety
+
+
+def test_sampled_scenes_use_many_gestures_viewpoints_lightings_and_tones(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    train = scenes["train"]
+    gestures = len(GestureLibrary.load().names)
+    assert distinct(train, "gesture") >= gestures - 3
+    assert distinct(train, "viewpoint") >= 150
+    assert distinct(train, "lighting") >= config.lighting_setups - 4
+    assert distinct(train, "skin_tone") == len(config.skin_tones)
+    assert len({(s.gesture, s.variant) for s in train}) >= 150
+    assert min(s.lighting for s in train) >= 0
+    assert max(s.lighting for s in train) < config.lighting_setups
+
+
+def test_continuous_parameters_cover_their_ranges(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    train = scenes["train"]
+    roll = np.rad2deg([s.roll for s in train])
+    assert roll.min() < -config.roll + 30 and roll.max() > config.roll - 30
+    distance = np.array([s.distance for s in train])
+    lo, hi = config.distance
+    assert np.all((distance >= lo) & (distance <= hi))
+    assert distance.min() < lo + 0.1 * (hi - lo) and distance.max() > hi - 0.1 * (hi - lo)
+    shapes = np.stack([s.shape for s in train])
+    assert np.abs(shapes.mean()) < 0.15 * config.shape_std
+    assert 0.8 < shapes.std() / config.shape_std < 1.2
+    skins = np.array([s.skin_rgb for s in train])
+    assert np.all((skins >= 0) & (skins <= 1))
+    for tone in range(len(config.skin_tones)):  # each tone varies around its base colour
+        near = skins[[s.skin_tone == tone for s in train]]
+        assert len({tuple(c) for c in near}) == len(near)
+        np.testing.assert_allclose(near.mean(axis=0), config.skin_tones[tone], rtol=0.1)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_scene_geometry_is_the_posed_model_seen_by_the_camera(
+    sampler: SceneSampler, config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    model = HandModel.default().double()
+    directions = fibonacci_directions(config.viewpoints)
+    for scene in scenes["train"][:20] + scenes["val"][:20]:
+        r, t = scene.rotation, scene.translation
+        np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(r) == pytest.approx(1.0)
+        # The camera looks back at the hand along its viewpoint's direction.
+        np.testing.assert_allclose(r[2], -directions[scene.viewpoint], atol=1e-12)
+        with torch.no_grad():
+            out = model(torch.from_numpy(scene.shape)[None], torch.from_numpy(scene.pose)[None])
+        np.testing.assert_allclose(scene.vertices, out.vertices[0].numpy() @ r.T + t, atol=1e-12)
+        np.testing.assert_allclose(scene.joints, out.joints[0].numpy() @ r.T + t, atol=1e-12)
+        # The hand's bounding-box centre sits on the optical axis at the sampled distance.
+        centre = 0.5 * (scene.vertices.min(axis=0) + scene.vertices.max(axis=0))
+        centre_model = 0.5 * (out.vertices[0].numpy().min(0) + out.vertices[0].numpy().max(0))
+        np.testing.assert_allclose(r @ centre_model + t, [0, 0, scene.distance], atol=1e-12)
+        assert scene.vertices[:, 2].min() > 0.1  # well in front of the camera
+        assert np.abs(centre[:2]).max() < 0.2  # roughly in front of the lens
+
+
+def test_intrinsics_frame_the_hand_in_the_crop(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    size = config.size
+    fills = []
+    for scene in scenes["train"] + scenes["val"]:
+        K = scene.K
+        assert K[0, 0] == K[1, 1] and K[0, 1] == 0 and np.array_equal(K[2], [0, 0, 1])
+        uvw = scene.vertices @ K.T
+        uv = uvw[:, :2] / uvw[:, 2:]
+        assert uv.min() > -0.5 and uv.max() < size - 0.5
+        fills.append((uv.max(axis=0) - uv.min(axis=0)).max() / size)
+        centre = 0.5 * (uv.max(axis=0) + uv.min(axis=0))
+        assert np.abs(centre - (size - 1) / 2).max() <= config.offset_jitter * size + 1e-9
+    fills_arr = np.array(fills)
+    assert np.all((fills_arr >= config.fill[0] - 1e-9) & (fills_arr <= config.fill[1] + 1e-9))
+    assert fills_arr.max() - fills_arr.min() > 0.5 * (config.fill[1] - config.fill[0])
+
+
+def test_pose_stays_close_to_its_gesture_variant(
+    sampler: SceneSampler, scenes: dict[str, list[Scene]]
+) -> None:
+    # Two samples of the same (gesture, variant) differ by the small per-sample perturbation
+    # only; different gestures differ by much more.
+    train = scenes["train"]
+    by_variant: dict[tuple[int, int], list[np.ndarray]] = {}
+    for s in train:
+        by_variant.setdefault((s.gesture, s.variant), []).append(s.pose)
+    pairs = [poses[:2] for poses in by_variant.values() if len(poses) >= 2]
+    assert pairs, "expected repeated (gesture, variant) pairs among 200 scenes"
+    same = np.mean([np.abs(a - b).mean() for a, b in pairs])
+    other = np.mean([np.abs(a.pose - b.pose).mean() for a, b in itertools.pairwise(train)])
+    assert same < 0.5 * other
