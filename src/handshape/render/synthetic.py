@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import trimesh
 
 from handshape.render.backend import import_pyrender
 from handshape.render.offscreen import ZFAR, ZNEAR
@@ -49,6 +48,16 @@ def _pose_towards(direction: np.ndarray, position: np.ndarray) -> np.ndarray:
     pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
     pose[:3, 3] = position
     return pose
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals: (N, 3), (F, 3) -> (N, 3)."""
+    v = vertices[faces]
+    face_normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # length = 2 * area
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
 
 
 def _single_sample(offscreen: Any) -> None:
@@ -123,9 +132,13 @@ class SyntheticRenderer:
         material = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=[*skin, 1.0], metallicFactor=0.0, roughnessFactor=float(roughness)
         )
-        mesh = pyrender.Mesh.from_trimesh(
-            trimesh.Trimesh(gl_vertices, faces, process=False), material=material, smooth=True
+        primitive = pyrender.Primitive(
+            positions=gl_vertices.astype(np.float32),
+            normals=vertex_normals(gl_vertices, faces).astype(np.float32),
+            indices=faces,
+            material=material,
         )
+        mesh = pyrender.Mesh([primitive])
         scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=list(ambient))
         scene.add(mesh)
         camera = pyrender.IntrinsicsCamera(
@@ -149,11 +162,11 @@ class SyntheticRenderer:
                 raise ValueError(f"unknown light kind '{light.kind}'")
             scene.add(node, pose=pose)
         color, depth = offscreen.render(scene, flags=pyrender.RenderFlags.RGBA)
-        rgba = np.array(color, dtype=np.uint8)
         depth = np.array(depth, dtype=np.float32)
-        hand = depth > 0
-        rgba[..., 3] = np.where(hand, 255, 0)
-        rgba[~hand, :3] = 0
+        hand = (depth > 0).astype(np.uint8)
+        rgba = np.array(color, dtype=np.uint8)
+        rgba[..., :3] *= hand[..., None]
+        rgba[..., 3] = hand * 255
         return rgba, depth
 
     def close(self) -> None:

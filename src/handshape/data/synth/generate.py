@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import socket
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,12 @@ def write_shard(path: Path, samples: list[dict[str, np.ndarray]]) -> None:
     arrays = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        # An .npz written by hand at deflate level 1: several times faster than
+        # np.savez_compressed's default level and barely larger (renders are mostly empty).
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for key, value in arrays.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, value, allow_pickle=False)
 
     _write_atomic(path, write)
 

@@ -8,6 +8,7 @@ scenes use held-out viewpoints and gesture variants, as the paper's validation s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -167,7 +168,9 @@ class SceneSampler:
         assert variant is not None
         return variant >= self.config.variants_per_gesture - val["last_variants"]
 
+    @functools.cache  # noqa: B019 - two splits per sampler; the sampler lives as long
     def _choices(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Viewpoints and gesture variants a split may use."""
         views = np.arange(self.config.viewpoints)
         variants = np.arange(self.config.variants_per_gesture)
         want = split == "val"
