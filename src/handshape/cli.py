@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported lazily so that `--help` answers at once
     import trimesh
+    from omegaconf import DictConfig
 
     from handshape.handmodel.model import HandModel
 
@@ -149,27 +151,69 @@ def cmd_synth_sheet(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _data_path(spec: str) -> Path:
+    kind, _, path = spec.partition(":")
+    if kind != "synthetic" or not path:
+        raise SystemExit(f"error: --data '{spec}': expected synthetic:DIR (a split folder)")
+    return Path(path)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from handshape.evaluate import evaluate, load_network, write_results
+
+    net, cfg = load_network(args.checkpoint)
+    results = evaluate(net, cfg, _data_path(args.data), limit=args.limit)
+    json_path, plot = write_results(results, args.out)
+    print(json.dumps({k: results[k] for k in ("samples", "mesh_error_mm", "pose_error_mm")}))
+    print(f"AUC 20-50 mm: {results['pck']['auc_20_50']:.3f}; wrote {json_path} and {plot}")
+
+
+def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
+    """Generate the experiment's synthetic set where it is missing (resuming a partial one)."""
+    from handshape.data.synth.generate import Plan, generate
+    from handshape.data.synth.scene import SynthConfig
+
+    root = Path(cfg.data.root)
+    synth_cfg = SynthConfig.load(Path(cfg.data.get("config", "configs/data/synthetic.yaml")))
+    for split, num in (("train", cfg.data.num_train), ("val", cfg.data.num_val)):
+        plan = Plan(root, split, int(num), int(cfg.data.seed), synth_cfg)
+        if (root / split / "manifest.json").exists() and all(
+            plan.shard_path(k).exists() for k in range(plan.num_shards)
+        ):
+            continue
+        print(f"[pretrain] generating {num} synthetic {split} samples in {root / split}")
+        generate(plan, workers=workers)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from handshape.config import load_experiment
+    from handshape.lit.train import run_pretraining
+
+    cfg = load_experiment(args.experiment, args.overrides, args.configs)
+    _ensure_synthetic(cfg, args.workers)
+    bundle = run_pretraining(cfg)
+    print(f"[train] inference bundle: {bundle}")
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    # Training is the subject of later work; run every stage that exists and say what does not.
-    from omegaconf import OmegaConf
+    from handshape.config import load_experiment
+    from handshape.evaluate import evaluate, load_network, write_results
+    from handshape.lit.report import write_report
+    from handshape.lit.train import run_pretraining
 
-    from handshape.geometry.mesh_graph import mesh_hierarchy
-
-    path = args.configs / "experiment" / f"{args.experiment}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such experiment config")
-    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(args.overrides))
-    mano = cfg.handmodel.mano
-    model = _load_model(Path(mano) if mano else None)
-    print(f"[pretrain] experiment '{args.experiment}' ({path})")
-    print(f"[pretrain] hand model: {model.num_vertices} vertices, {model.num_shapes} shapes")
-    hierarchy = mesh_hierarchy(model.data.faces, model.num_vertices, levels=cfg.graph.levels)
-    print(f"[pretrain] mesh graph (Graclus, {cfg.graph.levels} levels):")
-    print("  " + hierarchy.describe().replace("\n", "\n  "))
+    cfg = load_experiment(args.experiment, args.overrides, args.configs)
+    _ensure_synthetic(cfg, args.workers)
+    bundle = run_pretraining(cfg)
+    net, resolved = load_network(bundle)
+    results = evaluate(net, resolved, Path(cfg.data.root) / "val")
+    out = Path(cfg.output)
+    write_results(results, out / "eval")
+    report = write_report(out, results)
     print(
-        "[pretrain] NOT BUILT YET: synthetic data generation, the network and training. "
-        "Nothing was trained; no metrics exist."
+        f"[pretrain] mesh error {results['mesh_error_mm']:.1f} mm, pose error "
+        f"{results['pose_error_mm']:.1f} mm, AUC(20-50) {results['pck']['auc_20_50']:.3f}"
     )
+    print(f"[pretrain] report: {report}; inference bundle: {bundle}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,11 +307,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth_sheet)
 
-    p = sub.add_parser("pretrain", help="fully supervised pretraining (what exists of it so far)")
-    p.add_argument("--experiment", default="quick", help="configs/experiment/NAME.yaml")
-    p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
-    p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
-    p.set_defaults(func=cmd_pretrain)
+    for name, func, text in (
+        (
+            "pretrain",
+            cmd_pretrain,
+            "the main job: synthetic data if missing, every training "
+            "stage, evaluation and a report (resumable)",
+        ),
+        ("train", cmd_train, "the training stages only (resumable), then an inference bundle"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument(
+            "--experiment",
+            default="quick",
+            help="configs/experiment/NAME.yaml, or a path to a YAML file",
+        )
+        p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
+        p.add_argument("--workers", type=int, default=2, help="processes for data generation")
+        p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("eval", help="mesh/pose error, 3D PCK and AUC of a trained network")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="an inference bundle folder or a training .ckpt",
+    )
+    p.add_argument("--data", required=True, help="synthetic:DIR (a split folder, e.g. .../val)")
+    p.add_argument("--out", type=Path, default=Path("outputs/eval"))
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -88,12 +88,3 @@ def test_a_broken_model_file_is_reported_not_raised(
     bad.write_bytes(b"not a pickle")
     assert main(["handmodel", "info", "--mano", str(bad)]) == 2
     assert "MANO_RIGHT.pkl" in capsys.readouterr().err
-
-
-def test_pretrain_says_plainly_that_training_is_not_built(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    configs = Path(__file__).parents[2] / "configs"
-    assert main(["pretrain", "--configs", str(configs), "graph.levels=2"]) == 0
-    out = capsys.readouterr().out
-    assert "NOT BUILT YET" in out and "level 2" in out and "level 3" not in out

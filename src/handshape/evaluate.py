@@ -1,0 +1,117 @@
+"""Evaluation of a trained network: mesh and pose error (mm), 3D PCK and AUC, as JSON and a plot.
+
+Protocol (paper Sec. 5): predictions are lifted to camera space with the ground-truth root depth
+and hand scale (|J9 - J10|); mesh error is the mean vertex distance, pose error the mean joint
+distance; PCK over 0-50 mm and AUC over 20-50 mm (both threshold conventions, see
+handshape.metrics.pck_report).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from handshape.data.synth.reader import SyntheticDataset
+from handshape.geometry.mesh_graph import mesh_hierarchy
+from handshape.lit.pretrain import lift_prediction, load_hand_model, prepare_batch
+from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, pck_report, plot_pck
+from handshape.nets.network import HandNet
+
+
+def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
+    """A network and its config from an inference bundle folder (model.safetensors +
+    config.yaml) or a training checkpoint (.ckpt, read with weights_only=True)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        from safetensors.torch import load_file
+
+        cfg_path, weights_path = checkpoint / "config.yaml", checkpoint / "model.safetensors"
+        for path in (cfg_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing from the bundle {checkpoint}")
+        cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
+        state = load_file(str(weights_path))
+    elif checkpoint.is_file():
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            cfg = saved["hyper_parameters"]["cfg"]
+        except Exception as err:
+            raise ValueError(f"{checkpoint}: not a handshape training checkpoint ({err})") from err
+        state = {
+            k.removeprefix("net."): v
+            for k, v in saved["state_dict"].items()
+            if k.startswith("net.")
+        }
+    else:
+        raise FileNotFoundError(f"{checkpoint}: no such bundle folder or checkpoint")
+    assert isinstance(cfg, dict)
+    model = load_hand_model(cfg["handmodel"]["mano"])
+    hierarchy = mesh_hierarchy(
+        model.data.faces, model.num_vertices, levels=cfg["model"]["graph_levels"]
+    )
+    net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
+    net.load_state_dict(state)
+    return net.eval(), cfg
+
+
+@torch.no_grad()
+def evaluate(
+    net: HandNet,
+    cfg: dict[str, Any],
+    data: Path,
+    batch_size: int = 16,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of `net` on a synthetic split folder (OUT/val)."""
+    dataset = SyntheticDataset(Path(data), train=False)
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    size, sigma = net.input_size, cfg["model"]["heatmap_sigma"]
+    vertex_errors, joint_errors = [], []
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+        gt = prepare_batch(batch, size, sigma)
+        out = net(gt["image"])
+        vertices = lift_prediction(out.vertices, gt, size)
+        joints = lift_prediction(out.joints, gt, size)
+        vertex_errors.append((vertices - gt["vertices"]).norm(dim=-1).mean(-1) * 1000)
+        joint_errors.append((joints - gt["joints_3d"]).norm(dim=-1) * 1000)
+    per_joint = torch.cat(joint_errors).numpy()
+    mesh = torch.cat(vertex_errors).numpy()
+    return {
+        "samples": len(mesh),
+        "mesh_error_mm": float(mesh.mean()),
+        "pose_error_mm": float(per_joint.mean()),
+        "pck": pck_report(per_joint),
+        "pck_curve": {
+            "thresholds_mm": THRESHOLDS_ZIMMERMANN.tolist(),
+            "pck": pck_curve(per_joint, THRESHOLDS_ZIMMERMANN).tolist(),
+        },
+    }
+
+
+def write_results(
+    results: dict[str, Any], out: Path, label: str = "handshape"
+) -> tuple[Path, Path]:
+    """metrics.json and pck.png in `out`, written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "metrics.json"
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, json_path)
+    curve = results["pck_curve"]
+    plot = plot_pck(
+        {label: (np.asarray(curve["thresholds_mm"]), np.asarray(curve["pck"]))},
+        out / "pck.png",
+        title="3D PCK (synthetic validation)",
+    )
+    return json_path, plot

@@ -1,0 +1,208 @@
+"""Fully supervised pretraining on synthetic data (paper Sec. 4.3), one LightningModule.
+
+Stages (the paper's schedule): "hourglass" trains the stacked hourglass with L_H; "pose_regressor"
+trains the linear graph regressor with L_J on ground-truth meshes; "full" trains everything end to
+end with L_fully = w_H L_H + L_M + w_J L_J, L_M = w_v L_v + w_n L_n + w_e L_e + w_l L_l.
+
+Mesh and pose terms are computed on root-relative, scale-normalised camera coordinates
+((xyz - root) / scale, the predicted uvd lifted with the ground-truth root depth, scale and
+intrinsics); the 2D vertex term on the normalised uv.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from handshape import losses
+from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, to_uvd
+from handshape.geometry.mesh_graph import mesh_hierarchy
+from handshape.handmodel.mano_io import read_mano
+from handshape.handmodel.model import HandModel
+from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
+from handshape.nets.network import HandNet, NetOutput
+
+STAGES = ("hourglass", "pose_regressor", "full")
+
+
+def load_hand_model(mano: str | None) -> HandModel:
+    return HandModel(read_mano(mano)) if mano else HandModel.default()
+
+
+def prepare_batch(
+    batch: dict[str, torch.Tensor], size: int, heatmap_sigma: float
+) -> dict[str, torch.Tensor]:
+    """Resize a data batch to the network's input size and derive every training target.
+
+    Adds: image (B, 3, size, size); K of the resized crop; root (B, 3) wrist position; scale (B,)
+    hand scale; vertices_uvd / joints_uvd (B, N|21, 3); vertices_n / joints_n (B, N|21, 3)
+    root-relative scale-normalised camera coordinates; heatmaps (B, 21, size/4, size/4).
+    """
+    out = dict(batch)
+    src = batch["image"].shape[-1]
+    factor = size / src
+    if src != size:
+        out["image"] = F.interpolate(
+            batch["image"], size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    K = batch["K"].clone().float()
+    K[:, :2, :2] *= factor
+    K[:, :2, 2] = (K[:, :2, 2] + 0.5) * factor - 0.5  # pixel centres stay at integers
+    out["K"] = K
+    joints, vertices = batch["joints_3d"].float(), batch["vertices"].float()
+    root, scale = joints[:, 0], hand_scale(joints)
+    out["root"], out["scale"] = root, scale
+    out["joints_uvd"] = to_uvd(joints, K, root[:, 2], scale, size)
+    out["vertices_uvd"] = to_uvd(vertices, K, root[:, 2], scale, size)
+    out["joints_n"] = (joints - root[:, None]) / scale[:, None, None]
+    out["vertices_n"] = (vertices - root[:, None]) / scale[:, None, None]
+    joints_2d = (batch["joints_2d"].float() + 0.5) * factor - 0.5
+    inside = ((joints_2d >= 0) & (joints_2d <= size - 1)).all(-1)
+    out["heatmaps"] = heatmaps(joints_2d, size, size // 4, heatmap_sigma, valid=inside)
+    return out
+
+
+def lift_prediction(uvd: torch.Tensor, gt: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+    """Predicted uvd (B, N, 3) -> camera-frame metres, with the ground-truth root depth, hand
+    scale and intrinsics of a prepared batch (the paper's test-time assumption)."""
+    return from_uvd(uvd, gt["K"], gt["root"][:, 2], gt["scale"], size)
+
+
+class PretrainModule(pl.LightningModule):
+    """The network plus the losses and metrics of one pretraining stage.
+
+    cfg: the resolved experiment config as a plain dict (OmegaConf.to_container), so that it is
+    saved with the checkpoints in a form `torch.load(weights_only=True)` accepts.
+    """
+
+    def __init__(self, cfg: dict[str, Any], stage: str) -> None:
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
+        self.save_hyperparameters({"cfg": cfg, "stage": stage})
+        self.cfg, self.stage = cfg, stage
+        model = load_hand_model(cfg["handmodel"]["mano"])
+        faces = model.data.faces
+        hierarchy = mesh_hierarchy(faces, model.num_vertices, levels=cfg["model"]["graph_levels"])
+        from omegaconf import OmegaConf
+
+        self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
+        self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
+        self.register_buffer("edges", losses.mesh_edges(faces), persistent=False)
+        self.laplacian = losses.uniform_laplacian(faces, model.num_vertices)
+        self.weights = cfg["train"]["loss_weights"]
+        self._val_errors: list[np.ndarray] = []
+
+    # -- forward pieces --------------------------------------------------------------------------
+
+    def forward(self, image: torch.Tensor) -> NetOutput:
+        return self.net(image)
+
+    def lift(self, uvd: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
+        return lift_prediction(uvd, gt, self.net.input_size)
+
+    def _normalised(self, xyz: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (xyz - gt["root"][:, None]) / gt["scale"][:, None, None]
+
+    # -- losses ----------------------------------------------------------------------------------
+
+    def compute_losses(
+        self, gt: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], NetOutput | None]:
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        out: NetOutput | None = None
+        if self.stage == "hourglass":
+            maps, _ = self.net.hourglass(gt["image"])
+            terms["heatmap"] = losses.heatmap_loss(maps, gt["heatmaps"])
+            total = terms["heatmap"]
+        elif self.stage == "pose_regressor":
+            joints_uvd = self.net.pose_regressor(gt["vertices_uvd"])
+            pred = self._normalised(self.lift(joints_uvd, gt), gt)
+            terms["pose"] = losses.pose_loss(pred, gt["joints_n"])
+            total = terms["pose"]
+        else:
+            out = self.net(gt["image"])
+            verts = self._normalised(self.lift(out.vertices, gt), gt)
+            joints = self._normalised(self.lift(out.joints, gt), gt)
+            terms["heatmap"] = losses.heatmap_loss(out.heatmaps, gt["heatmaps"])
+            terms["vertex"] = losses.vertex_loss(
+                verts, gt["vertices_n"], out.vertices[..., :2], gt["vertices_uvd"][..., :2]
+            )
+            terms["normal"] = losses.normal_loss(verts, gt["vertices_n"], self.faces)
+            terms["edge"] = losses.edge_loss(verts, gt["vertices_n"], self.edges)
+            terms["laplacian"] = losses.laplacian_loss(verts, gt["vertices_n"], self.laplacian)
+            terms["pose"] = losses.pose_loss(joints, gt["joints_n"])
+            total = sum(w[k] * v for k, v in terms.items())
+        terms["total"] = total
+        return terms, out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
+        terms, _ = self.compute_losses(gt)
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in terms.items()},
+            prog_bar=False,
+            batch_size=len(gt["image"]),
+        )
+        self.log("loss", terms["total"].detach(), prog_bar=True, logger=False)
+        return terms["total"]
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def predict_camera(self, gt: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Vertices and joints in camera metres (GT root depth and scale, as the paper)."""
+        if self.stage == "pose_regressor":
+            joints = self.lift(self.net.pose_regressor(gt["vertices_uvd"]), gt)
+            return {"joints": joints}
+        out = self.net(gt["image"])
+        return {"vertices": self.lift(out.vertices, gt), "joints": self.lift(out.joints, gt)}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
+        terms, _ = self.compute_losses(gt)
+        size = len(gt["image"])
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
+        if self.stage == "hourglass":
+            return
+        pred = self.predict_camera(gt)
+        self.log(
+            "val/pose_error",
+            mean_joint_error(pred["joints"], gt["joints_3d"]).mean(),
+            batch_size=size,
+            sync_dist=True,
+            prog_bar=True,
+        )
+        if "vertices" in pred:
+            self.log(
+                "val/mesh_error",
+                mean_vertex_error(pred["vertices"], gt["vertices"]).mean(),
+                batch_size=size,
+                sync_dist=True,
+                prog_bar=True,
+            )
+        errors = torch.linalg.vector_norm(pred["joints"] - gt["joints_3d"], dim=-1) * 1000
+        self._val_errors.append(errors.detach().cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_errors:
+            report = pck_report(np.concatenate(self._val_errors))
+            self.log_dict({f"val/{k}": float(v) for k, v in report.items()}, sync_dist=True)
+        self._val_errors.clear()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = {
+            "hourglass": self.net.hourglass.parameters(),
+            "pose_regressor": self.net.pose_regressor.parameters(),
+            "full": self.net.parameters(),
+        }[self.stage]
+        name, lr = self.cfg["train"]["optimizer"], float(self.cfg["train"]["lr"])
+        if name == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr)
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr)
+        raise ValueError(f"unknown optimizer '{name}' (rmsprop or adam)")

@@ -1,0 +1,159 @@
+"""Running the pretraining schedule: stages in order, each resumable, then an inference bundle.
+
+OUT/<stage>/checkpoints/{last,best}.ckpt per stage, OUT/<stage>/DONE once a stage finished,
+OUT/logs/ (CSV, and W&B offline unless disabled), OUT/bundle/ (safetensors weights and the
+resolved config). Running the same command again continues where it stopped: finished stages
+are skipped and an interrupted stage resumes from its last checkpoint (step count, optimiser and
+schedule included).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from handshape.data.datamodules import SyntheticDataModule
+from handshape.lit.pretrain import STAGES, PretrainModule
+
+
+def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(out / "logs", name=stage, version=0)]
+    mode = cfg["train"]["logging"]["wandb"]
+    if mode != "disabled":
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", mode)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(
+            WandbLogger(
+                project=cfg["train"]["logging"]["project"],
+                name=f"{cfg['experiment']}-{stage}",
+                group=cfg["experiment"],
+                save_dir=str(out / "logs"),
+                offline=mode == "offline",
+            )
+        )
+    return loggers
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    """The network weights of a checkpoint; never unpickles arbitrary objects."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state["state_dict"]
+
+
+def train_stage(
+    cfg: dict[str, Any],
+    stage: str,
+    out: Path,
+    data: SyntheticDataModule,
+    init: dict[str, torch.Tensor] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fit one stage (resuming if it was interrupted); returns its last checkpoint."""
+    folder = out / stage
+    ckpt_dir = folder / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    train = cfg["train"]
+    steps = int(train["stages"][stage]["steps"])
+    module = PretrainModule(cfg, stage)
+    if init and not last.exists():
+        # Sub-modules trained by earlier stages; the rest starts from its initialisation.
+        missing = module.load_state_dict(init, strict=False)
+        assert not missing.unexpected_keys, missing.unexpected_keys
+    monitor = {
+        "hourglass": "val/heatmap",
+        "pose_regressor": "val/pose_error",
+        "full": "val/mesh_error",
+    }[stage]
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    data.setup("fit")
+    batches = len(data.train_dataloader())
+    trainer = pl.Trainer(
+        max_steps=steps,
+        val_check_interval=min(int(train["val_every"]), batches),
+        check_val_every_n_epoch=None,
+        limit_val_batches=int(train["val_batches"]),
+        num_sanity_val_steps=0,
+        callbacks=[checkpoint, *([TQDMProgressBar(refresh_rate=10)] if progress else [])],
+        logger=_loggers(cfg, out, stage),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        default_root_dir=folder,
+        **train["trainer"],
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()  # one W&B run per stage, grouped by experiment
+    if trainer.global_step >= steps:
+        (folder / "DONE").write_text(f"{trainer.global_step} steps\n")
+    return last
+
+
+def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
+    """safetensors weights of the network and the resolved config: what inference needs."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k.removeprefix("net."): v.contiguous()
+        for k, v in _weights(checkpoint).items()
+        if k.startswith("net.")
+    }
+    tmp = out / "model.safetensors.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, out / "model.safetensors")
+    cfg_tmp = out / "config.yaml.tmp"
+    cfg_tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    os.replace(cfg_tmp, out / "config.yaml")
+    return out
+
+
+def run_pretraining(config: DictConfig, progress: bool = True) -> Path:
+    """All stages of the schedule, then the bundle; returns the bundle folder."""
+    cfg = OmegaConf.to_container(config, resolve=True)
+    assert isinstance(cfg, dict)
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
+    data = SyntheticDataModule(
+        Path(cfg["data"]["root"]),
+        batch_size=cfg["train"]["batch_size"],
+        num_workers=cfg["train"]["num_workers"],
+        backgrounds=cfg["data"]["backgrounds"],
+        augmentation=cfg["data"]["augmentation"],
+        seed=int(cfg["train"]["seed"]),
+    )
+    # Each stage trains one part; the end-to-end stage starts from the parts trained before.
+    trained = {"hourglass": "net.hourglass.", "pose_regressor": "net.pose_regressor."}
+    init: dict[str, torch.Tensor] = {}
+    for stage in STAGES:
+        last = out / stage / "checkpoints" / "last.ckpt"
+        if (out / stage / "DONE").exists():
+            print(f"[pretrain] stage '{stage}' already done ({last})")
+        else:
+            print(f"[pretrain] stage '{stage}': {cfg['train']['stages'][stage]['steps']} steps")
+            last = train_stage(cfg, stage, out, data, init if stage == "full" else None, progress)
+        if stage in trained:
+            init.update({k: v for k, v in _weights(last).items() if k.startswith(trained[stage])})
+    best = out / "full" / "checkpoints" / "best.ckpt"
+    return export_bundle(
+        cfg, best if best.exists() else out / "full" / "checkpoints" / "last.ckpt", out / "bundle"
+    )

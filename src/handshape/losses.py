@@ -1,0 +1,265 @@
+"""The training losses of Ge et al. (CVPR 2019), Sec. 4.3-4.4, one function per term.
+
+Reduction convention (all terms except `depth_loss`): each loss is the paper's SUM over the
+elements of one sample (heat-map pixels of all joints, vertices, faces, edges, joints; and over
+the x/y/z components inside each squared norm), then the MEAN over the batch. The paper writes
+every term as a per-sample sum and tunes its weights (lambda_v = lambda_n = lambda_e = 1,
+lambda_l = 50, lambda_H = 0.5, lambda_J = 1, ...) for those sums, so the sums are kept; averaging
+over the batch makes the magnitude independent of the batch size. `depth_loss` is the exception
+(a mean over the valid pixels of each sample, see its docstring).
+
+Weights are NOT applied here. The functions fix no unit: magnitudes follow whatever space the
+caller passes (uvd, metres, ...). For orientation, with the project's hand (1050 vertices,
+2096 faces, ~3100 edges) and zero-initialised heat-maps, `heatmap_loss` starts near
+J * pi * sigma^2 ~ 21 * 50 ~ 1e3 per stack, while the edge loss is quartic in edge length and
+is tiny in uvd units (edges ~0.1): the relative weights belong in the config, not here.
+
+Ground-truth tensors are treated as constants: the gradient is meant to flow into the
+predictions (nothing is detached, so a target that requires grad also receives one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "depth_loss",
+    "edge_loss",
+    "face_normals",
+    "heatmap_loss",
+    "laplacian_loss",
+    "mesh_edges",
+    "normal_loss",
+    "pose_loss",
+    "uniform_laplacian",
+    "vertex_loss",
+]
+
+
+def _as_index(a: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """Index array or tensor -> long tensor (on `device` when given)."""
+    t = a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+    return t.to(device=device, dtype=torch.long)
+
+
+def _sq_dist_sum(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> scalar: squared differences summed over all but the batch dim, batch mean."""
+    diff = (pred - gt).reshape(pred.shape[0], -1)
+    return (diff * diff).sum(dim=1).mean()
+
+
+def heatmap_loss(pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """L_H = sum_j ||H_j - H^_j||_2^2, summed over the stacks of an hourglass.
+
+    Args:
+        pred: (B, J, H, W) predicted heat-maps, or a sequence of them (one per hourglass stack,
+            intermediate supervision: every stack is compared with the same target).
+        target: (B, J, H, W) ground-truth heat-maps.
+
+    Returns:
+        Scalar: per sample, the squared error summed over joints and pixels (and over stacks);
+        then the mean over the batch.
+    """
+    preds = [pred] if isinstance(pred, torch.Tensor) else list(pred)
+    if not preds:
+        raise ValueError("heatmap_loss needs at least one prediction")
+    total = _sq_dist_sum(preds[0], target)
+    for p in preds[1:]:
+        total = total + _sq_dist_sum(p, target)
+    return total
+
+
+def vertex_loss(
+    pred_3d: torch.Tensor,
+    gt_3d: torch.Tensor,
+    pred_2d: torch.Tensor | None = None,
+    gt_2d: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_v = sum_i ||v3D_i - v^3D_i||^2 + ||v2D_i - v^2D_i||^2 (paper Eq. 2).
+
+    Args:
+        pred_3d, gt_3d: (B, N, 3) predicted and ground-truth 3D vertices.
+        pred_2d, gt_2d: (B, N, 2) predicted and ground-truth 2D vertices; both or neither (then
+            only the 3D term is used).
+
+    Returns:
+        Scalar: per sample, the squared distances summed over vertices (3D plus 2D); then the
+        mean over the batch.
+    """
+    loss = _sq_dist_sum(pred_3d, gt_3d)
+    if (pred_2d is None) != (gt_2d is None):
+        raise ValueError("pass both pred_2d and gt_2d, or neither")
+    if pred_2d is not None:
+        loss = loss + _sq_dist_sum(pred_2d, gt_2d)
+    return loss
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Unit normals of triangles, (B, N, 3), (F, 3) -> (B, F, 3).
+
+    n = (v1 - v0) x (v2 - v0) / |...|, i.e. counter-clockwise faces face the viewer of a
+    right-handed frame; a degenerate face gets the zero vector.
+    """
+    faces = _as_index(faces, vertices.device)
+    v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
+    n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
+    return n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_min(eps)
+
+
+def normal_loss(pred: torch.Tensor, gt: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """L_n = sum_t sum_{(i,j) in t} <v^_i - v^_j, n_t>^2 (paper Eq. 3).
+
+    n_t is the unit normal of face t computed from the ground-truth vertices; (i, j) runs over
+    the three edges (v0, v1), (v1, v2), (v2, v0) of each face, so an edge shared by two faces is
+    counted once per face. Degenerate ground-truth faces (zero area) contribute nothing.
+
+    Args:
+        pred: (B, N, 3) predicted vertices.
+        gt: (B, N, 3) ground-truth vertices.
+        faces: (F, 3) vertex indices (tensor or array).
+
+    Returns:
+        Scalar: per sample, summed over faces and their three edges; then the mean over the batch.
+    """
+    faces = _as_index(faces, pred.device)
+    n = face_normals(gt, faces)  # (B, F, 3)
+    p0, p1, p2 = (pred[:, faces[:, k]] for k in range(3))
+    loss = pred.new_zeros(pred.shape[0])
+    for a, b in ((p0, p1), (p1, p2), (p2, p0)):
+        loss = loss + ((a - b) * n).sum(-1).square().sum(-1)
+    return loss.mean()
+
+
+def mesh_edges(faces: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Unique undirected edges of a triangle mesh, (F, 3) -> (E, 2) long.
+
+    Each edge appears once as (i, j) with i < j, rows sorted lexicographically; degenerate
+    "edges" (i == i) of degenerate faces are dropped.
+    """
+    faces = _as_index(faces)
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0)
+    e = torch.sort(e, dim=1).values
+    e = e[e[:, 0] != e[:, 1]]
+    return torch.unique(e, dim=0)
+
+
+def edge_loss(pred: torch.Tensor, gt: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """L_e = sum_e (||e||^2 - ||e^||^2)^2 (paper Eq. 4).
+
+    Args:
+        pred: (B, N, 3) predicted vertices.
+        gt: (B, N, 3) ground-truth vertices.
+        edges: (E, 2) vertex index pairs (e.g. `mesh_edges(faces)`).
+
+    Returns:
+        Scalar: per sample, summed over edges; then the mean over the batch.
+    """
+    edges = _as_index(edges, pred.device)
+
+    def sq_len(v: torch.Tensor) -> torch.Tensor:
+        return (v[:, edges[:, 0]] - v[:, edges[:, 1]]).square().sum(-1)  # (B, E)
+
+    return (sq_len(gt) - sq_len(pred)).square().sum(-1).mean()
+
+
+def uniform_laplacian(
+    faces: torch.Tensor | np.ndarray, num_vertices: int, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """The uniform (umbrella) Laplacian L = I - D^-1 A of a triangle mesh, as a sparse matrix.
+
+    (L d)_i = d_i - sum_{k in N(i)} d_k / B_i with N(i) the one-ring of vertex i and B_i = |N(i)|.
+    A vertex without neighbours gets the row e_i (its neighbour mean is taken as zero).
+
+    Args:
+        faces: (F, 3) vertex indices.
+        num_vertices: N.
+        dtype: floating dtype of the values (computed in float64; `laplacian_loss` casts to the
+            data's dtype anyway).
+
+    Returns:
+        (N, N) coalesced sparse COO tensor.
+    """
+    e = mesh_edges(faces)  # (E, 2), i < j
+    if e.numel() and int(e.max()) >= num_vertices:
+        raise ValueError(f"face index {int(e.max())} out of range for {num_vertices} vertices")
+    rows = torch.cat([e[:, 0], e[:, 1]])
+    cols = torch.cat([e[:, 1], e[:, 0]])
+    degree = torch.bincount(rows, minlength=num_vertices).to(torch.float64)
+    off = -1.0 / degree[rows]
+    diag = torch.arange(num_vertices)
+    idx = torch.stack([torch.cat([diag, rows]), torch.cat([diag, cols])])
+    val = torch.cat([torch.ones(num_vertices, dtype=torch.float64), off]).to(dtype)
+    shape = (num_vertices, num_vertices)
+    return torch.sparse_coo_tensor(idx, val, shape, check_invariants=True).coalesce()
+
+
+def laplacian_loss(pred: torch.Tensor, gt: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
+    """L_l = sum_i ||d_i - sum_{k in N(i)} d_k / B_i||^2 with d = gt - pred (paper Eq. 5).
+
+    The sign of d does not matter (the loss is quadratic in it).
+
+    Args:
+        pred: (B, N, 3) predicted vertices.
+        gt: (B, N, 3) ground-truth vertices.
+        laplacian: (N, N) sparse or dense L = I - D^-1 A from `uniform_laplacian` (moved to the
+            data's device and dtype here).
+
+    Returns:
+        Scalar: per sample, the squared norms summed over vertices; then the mean over the batch.
+    """
+    b, n, c = pred.shape
+    d = (gt - pred).permute(1, 0, 2).reshape(n, b * c)  # (N, B*3)
+    lap = laplacian.to(device=pred.device, dtype=pred.dtype)
+    ld = torch.sparse.mm(lap, d) if lap.is_sparse else lap @ d
+    return ld.square().sum() / b
+
+
+def pose_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """L_J = sum_j ||phi_j - phi^_j||^2.
+
+    Args:
+        pred, gt: (B, J, 3) predicted and ground-truth 3D joints.
+
+    Returns:
+        Scalar: per sample, summed over joints; then the mean over the batch.
+    """
+    return _sq_dist_sum(pred, gt)
+
+
+def depth_loss(
+    pred_depth: torch.Tensor,
+    gt_depth: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """L_D = smoothL1(D, D^) between a rendered and a captured depth map (paper Eq. 7).
+
+    smoothL1(x) = 0.5 x^2 / beta if |x| < beta else |x| - 0.5 beta (torch's definition).
+    Unlike the other terms this is a MEAN over the valid pixels of each sample (the usual
+    smooth-L1 reduction; a sum would weight each sample by the area of its hand), then the mean
+    over the batch. A sample with no valid pixel contributes 0 (and still counts in the batch).
+
+    Args:
+        pred_depth: (B, H, W) or (B, 1, H, W) rendered depth.
+        gt_depth: same shape, reference depth.
+        mask: optional bool tensor of the same shape, True where the reference is valid
+            (e.g. on the hand and with a depth reading); None means every pixel.
+        beta: the smooth-L1 transition point, in depth units.
+
+    Returns:
+        Scalar.
+    """
+    per_px = F.smooth_l1_loss(pred_depth, gt_depth, reduction="none", beta=beta)
+    b = per_px.shape[0]
+    per_px = per_px.reshape(b, -1)
+    if mask is None:
+        return per_px.mean(dim=1).mean()
+    m = mask.reshape(b, -1).bool()
+    # where, not a product: invalid pixels may hold inf/NaN references.
+    summed = torch.where(m, per_px, torch.zeros_like(per_px)).sum(dim=1)
+    per_sample = summed / m.sum(dim=1).clamp_min(1).to(per_px.dtype)
+    return per_sample.mean()

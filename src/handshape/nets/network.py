@@ -1,0 +1,66 @@
+"""The whole network of Fig. 3: stacked hourglass -> residual encoder -> mesh head -> joints."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from handshape.geometry.graclus import MeshHierarchy
+from handshape.nets.encoder import ResidualEncoder
+from handshape.nets.heads import build_head
+from handshape.nets.hourglass import StackedHourglass
+from handshape.nets.pose_regressor import PoseRegressor
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    """A config section as keyword arguments (lists, e.g. graph stages, become tuples)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
+            return tuple(convert(v) for v in value)
+        return value
+
+    return {k: convert(v) for k, v in dict(section or {}).items()}
+
+
+class NetOutput(NamedTuple):
+    heatmaps: list[torch.Tensor]  # per stack (B, 21, S/4, S/4)
+    latent: torch.Tensor  # (B, L)
+    vertices: torch.Tensor  # (B, N, 3) uvd
+    joints: torch.Tensor  # (B, 21, 3) uvd, regressed from the vertices
+
+
+class HandNet(nn.Module):
+    """Image (B, 3, S, S) -> heat-maps, latent, mesh and joints; sizes from the model config."""
+
+    def __init__(self, cfg: Any, hierarchy: MeshHierarchy, num_joints: int = 21) -> None:
+        super().__init__()
+        hg = cfg.hourglass
+        self.input_size = int(cfg.input_size)
+        self.hourglass = StackedHourglass(
+            num_stacks=hg.num_stacks, channels=hg.channels, num_joints=num_joints, depth=hg.depth
+        )
+        self.encoder = ResidualEncoder(
+            in_channels=num_joints + hg.channels,
+            channels=cfg.encoder.channels,
+            latent_dim=cfg.encoder.latent_dim,
+            input_resolution=self.input_size // 4,
+        )
+        head_args = _plain(cfg.head)
+        self.head = build_head(
+            head_args.pop("name"),
+            latent_dim=cfg.encoder.latent_dim,
+            hierarchy=hierarchy,
+            **head_args,
+        )
+        self.pose_regressor = PoseRegressor(
+            hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)
+        )
+
+    def forward(self, image: torch.Tensor) -> NetOutput:
+        heatmaps, features = self.hourglass(image)
+        latent = self.encoder(torch.cat([heatmaps[-1], features], dim=1))
+        vertices = self.head(latent)
+        return NetOutput(heatmaps, latent, vertices, self.pose_regressor(vertices))
