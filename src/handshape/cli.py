@@ -168,6 +168,34 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"AUC 20-50 mm: {results['pck']['auc_20_50']:.3f}; wrote {json_path} and {plot}")
 
 
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 in pixels, got '{text}'") from err
+    return x0, y0, x1, y1
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from handshape.evaluate import load_network
+    from handshape.predict import predict_image
+
+    net, cfg = load_network(args.checkpoint)
+    for image in args.images:
+        paths = predict_image(
+            net,
+            cfg,
+            image,
+            args.out,
+            box=args.box,
+            focal=args.focal,
+            root_depth=args.root_depth,
+            hand_scale=args.hand_scale,
+            mesh_format=args.format,
+        )
+        print(f"{image}: " + ", ".join(str(p) for p in paths.values()))
+
+
 def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
     """Generate the experiment's synthetic set where it is missing (resuming a partial one)."""
     from handshape.data.synth.generate import Plan, generate
@@ -326,6 +354,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=2, help="processes for data generation")
         p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "predict",
+        help="mesh, joints and an overlay for photographs",
+        description="Predict the hand in each image: the mesh (.ply/.obj), the joints (JSON, "
+        "2D in image pixels and 3D in metres) and an overlay PNG. The image should show one "
+        "right hand, centred, or give its box with --box. Metric 3D placement assumes a focal "
+        "length, root depth and hand scale (defaults below; recorded in the JSON).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="an inference bundle folder or a training .ckpt",
+    )
+    p.add_argument("images", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, default=Path("outputs/predict"))
+    p.add_argument("--box", type=_parse_box, help="the hand's box x0,y0,x1,y1 in image pixels")
+    p.add_argument("--focal", type=float, help="focal length in pixels (default: longer side)")
+    p.add_argument("--root-depth", type=float, default=0.5, help="wrist depth in metres")
+    p.add_argument("--hand-scale", type=float, help="|J9 - J10| in metres (default: the model's)")
+    p.add_argument("--format", choices=("ply", "obj"), default="ply")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("eval", help="mesh/pose error, 3D PCK and AUC of a trained network")
     p.add_argument(

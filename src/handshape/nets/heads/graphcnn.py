@@ -164,14 +164,18 @@ class MeshChebConv(ChebConv):
         batch: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # Called by ChebConv.forward: hand it the precomputed L~ as a sparse matrix, which makes
-        # `propagate` take the fused path below (the returned weights are then unused).
-        return self.laplacian(_sparse_dtype(dtype)), self.lap_weight
+        # `propagate` take the fused path below. The weights are returned in the matrix's own
+        # entry order, so PyG's unfused message path (e.g. under explain) stays consistent.
+        lap = self.laplacian(_sparse_dtype(dtype))
+        return lap, lap._values()
 
     def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """L~ x for x of shape (B, S_l, C), as one sparse-dense matrix product."""
         b, s, c = x.shape
         cols = x.transpose(0, 1).reshape(s, b * c).to(adj_t.dtype)
-        out = torch.sparse.mm(adj_t, cols)
+        # Half-precision sparse products are poorly supported: keep L~ x in the matrix's dtype.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = torch.sparse.mm(adj_t, cols)
         return out.view(s, b, c).transpose(0, 1).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

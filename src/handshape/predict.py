@@ -1,0 +1,166 @@
+"""Inference on photographs: a crop around the hand -> mesh, joints and an overlay.
+
+The network predicts uv in the crop and scale-normalised relative depth. Placing the hand in
+metric camera space needs what the paper assumes given at test time: the camera's focal length,
+the root joint's depth and the hand scale. Defaults: a focal length equal to the image's longer
+side (about 53 degrees field of view), 0.5 m root depth and the hand model's own scale; every
+output records the values used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import trimesh
+from PIL import Image, ImageDraw
+
+from handshape.geometry.camera import from_uvd, uv_to_pixels
+from handshape.lit.pretrain import load_hand_model
+from handshape.nets.network import HandNet
+from handshape.render.annotate import draw_skeleton
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square window of the photograph: top-left corner and side, in image pixels."""
+
+    x0: float
+    y0: float
+    side: float
+
+    @classmethod
+    def around(
+        cls,
+        box: tuple[float, float, float, float] | None,
+        width: int,
+        height: int,
+        margin: float = 1.3,
+    ) -> Crop:
+        """The square centred on `box` (x0, y0, x1, y1), `margin` times its longer side; the
+        whole image's centred square when no box is given."""
+        if box is None:
+            side = float(min(width, height))
+            return cls((width - side) / 2, (height - side) / 2, side)
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"--box {box}: need x0 < x1 and y0 < y1")
+        side = margin * max(x1 - x0, y1 - y0)
+        return cls((x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side)
+
+    def to_image(self, crop_px: np.ndarray, size: int) -> np.ndarray:
+        """Crop pixel coordinates (..., 2) at network resolution -> image pixels."""
+        s = self.side / size
+        return (crop_px + 0.5) * s - 0.5 + np.array([self.x0, self.y0])
+
+
+def _read_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable image ({err})") from err
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@torch.no_grad()
+def predict_image(
+    net: HandNet,
+    cfg: dict[str, Any],
+    image_path: Path,
+    out: Path,
+    box: tuple[float, float, float, float] | None = None,
+    focal: float | None = None,
+    root_depth: float = 0.5,
+    hand_scale: float | None = None,
+    mesh_format: str = "ply",
+) -> dict[str, Path]:
+    """Predict one photograph; writes NAME.{ply|obj}, NAME_joints.json and NAME_overlay.png."""
+    image = _read_image(image_path)
+    width, height = image.size
+    crop = Crop.around(box, width, height)
+    size = net.input_size
+    window = image.crop(
+        (round(crop.x0), round(crop.y0), round(crop.x0 + crop.side), round(crop.y0 + crop.side))
+    ).resize((size, size), Image.BILINEAR)
+    tensor = torch.from_numpy(np.array(window)).permute(2, 0, 1).float().div(255)[None]
+    result = net(tensor)
+
+    model = load_hand_model(cfg["handmodel"]["mano"])
+    rest = model.rest_joints
+    scale = hand_scale or float(np.linalg.norm(rest[9] - rest[10]))
+    focal = focal or float(max(width, height))
+    # Intrinsics of the network's crop, derived from the photograph's camera.
+    s = size / crop.side
+    K = torch.tensor(
+        [
+            [focal * s, 0, (width / 2 - crop.x0 + 0.5) * s - 0.5],
+            [0, focal * s, (height / 2 - crop.y0 + 0.5) * s - 0.5],
+            [0, 0, 1.0],
+        ]
+    )[None]
+    root_t, scale_t = torch.tensor([root_depth]), torch.tensor([scale])
+
+    def lift(uvd: torch.Tensor) -> np.ndarray:
+        return from_uvd(uvd, K, root_t, scale_t, size)[0].numpy()
+
+    vertices, joints = lift(result.vertices), lift(result.joints)
+    joints_img = crop.to_image(uv_to_pixels(result.joints[0, :, :2], size).numpy(), size)
+    verts_img = crop.to_image(uv_to_pixels(result.vertices[0, :, :2], size).numpy(), size)
+
+    stem = image_path.stem
+    paths = {
+        "mesh": out / f"{stem}.{mesh_format}",
+        "joints": out / f"{stem}_joints.json",
+        "overlay": out / f"{stem}_overlay.png",
+    }
+    mesh = trimesh.Trimesh(vertices, model.data.faces, process=False)
+    _atomic(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
+    record = {
+        "image": str(image_path),
+        "crop_xy_side": [crop.x0, crop.y0, crop.side],
+        "assumed": {"focal_px": focal, "root_depth_m": root_depth, "hand_scale_m": scale},
+        "joints_2d_px": joints_img.tolist(),
+        "joints_3d_m": joints.tolist(),
+        "joints_uvd": result.joints[0].tolist(),
+    }
+    _atomic(paths["joints"], lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    overlay = _overlay(np.asarray(image), verts_img, model.data.faces, joints_img)
+    _atomic(paths["overlay"], lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
+    return paths
+
+
+def _overlay(
+    image: np.ndarray, vertices_px: np.ndarray, faces: np.ndarray, joints_px: np.ndarray
+) -> np.ndarray:
+    """The photograph with the mesh wireframe (translucent) and the skeleton drawn on it."""
+    canvas = Image.fromarray(image).convert("RGBA")
+    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    edges = {
+        tuple(sorted((int(a), int(b))))
+        for f in faces
+        for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
+    }
+    for a, b in edges:
+        draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
+    merged = Image.alpha_composite(canvas, layer).convert("RGB")
+    width = max(1, round(max(image.shape[:2]) / 200))
+    return draw_skeleton(np.asarray(merged), joints_px, radius=1.5 * width, width=width)
