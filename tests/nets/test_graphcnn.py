@@ -1,4 +1,4 @@
-"""Specification of the Graph CNN mesh head (Fig. 4 of the paper), its convolution and the registry."""
+"""Specification of the Graph CNN mesh head (paper Fig. 4), its convolution and the registry."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ from handshape.nets.heads.graphcnn import (
 )
 
 LATENT = 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """These graphs are small: one thread is faster, and immune to oversubscribed CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +78,7 @@ def test_mesh_cheb_conv_matches_torch_geometric_cheb_conv(
     with torch.no_grad():
         conv.bias.normal_()
         reference.bias.copy_(conv.bias)
+    assert conv.fuse  # L~ x runs as one sparse-dense product
     x = torch.randn(3, hierarchy.num_slots[level], 5, dtype=torch.float64)
     lambda_max = torch.tensor(hierarchy.lambda_max[level], dtype=torch.float64)
     expected = torch.stack(
@@ -277,9 +287,9 @@ def test_head_overfits_a_fixed_mesh(hand: HandModel, hierarchy: MeshHierarchy) -
     template = torch.as_tensor(hand.data.v_template, dtype=torch.float32)
     centred = template - template.mean(dim=0)
     target = (centred / centred.abs().max()).unsqueeze(0)  # coordinates in [-1, 1]
-    head = make_head(hierarchy, seed=0)
+    head = make_head(hierarchy, seed=0)  # the paper's arrangement, a narrower first FC
     latent = torch.randn(1, LATENT, generator=torch.Generator().manual_seed(0))
-    optimiser = torch.optim.Adam(head.parameters(), lr=1e-3)
+    optimiser = torch.optim.Adam(head.parameters(), lr=3e-3)
     initial = (head(latent) - target).norm(dim=-1).mean().item()
     for _ in range(200):
         optimiser.zero_grad()
@@ -287,8 +297,9 @@ def test_head_overfits_a_fixed_mesh(hand: HandModel, hierarchy: MeshHierarchy) -
         loss.backward()
         optimiser.step()
     error = (head(latent) - target).norm(dim=-1).mean().item()
-    assert initial > 0.3
-    assert error < 0.03, f"mean vertex error {error:.4f} after 200 steps (from {initial:.3f})"
+    assert initial > 0.5
+    # about 0.04 (2 % of the hand's extent) with these seeds
+    assert error < 0.06, f"mean vertex error {error:.4f} after 200 steps (from {initial:.3f})"
 
 
 # ---- registry -------------------------------------------------------------------------------
@@ -302,7 +313,7 @@ def test_build_head_graphcnn(hierarchy: MeshHierarchy) -> None:
 
 
 def test_unknown_head_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown head 'nope'.*graphcnn"):
+    with pytest.raises(ValueError, match=r"unknown head 'nope'.*graphcnn"):
         build_head("nope", latent_dim=LATENT)
 
 

@@ -12,6 +12,15 @@ from handshape.nets.heads.graphcnn import MeshChebConv
 from handshape.nets.pose_regressor import PAPER_POSE_STAGES, PoseRegressor
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """These graphs are small: one thread is faster, and immune to oversubscribed CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def hand() -> HandModel:
     return HandModel.default()
@@ -47,9 +56,12 @@ def test_default_is_the_paper_arrangement(hierarchy: MeshHierarchy) -> None:
     assert pools == [(0, 2), (2, 2)]  # two pooling layers: 1280 -> 320 -> 80 slots
     assert regressor.out_level == 4
     assert (regressor.fc.in_features, regressor.fc.out_features) == (80 * 64, 63)
-    # "without nonlinear activation": only graph convolutions, poolings and one linear layer
-    kinds = {type(m).__name__ for m in regressor.modules()} - {"PoseRegressor", "Sequential"}
-    assert kinds <= {"MeshChebConv", "_Pool", "Linear", "ModuleList"}
+    # "without nonlinear activation" (linearity itself is tested below)
+    activations = (
+        torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, torch.nn.ELU, torch.nn.GELU,
+        torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softplus, torch.nn.BatchNorm1d,
+    )  # fmt: skip
+    assert not any(isinstance(m, activations) for m in regressor.modules())
 
 
 @pytest.mark.parametrize("batch", [1, 4])
