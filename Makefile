@@ -60,6 +60,7 @@ synth-sheet: synth
 
 bench: venv
 	$(BIN)/python scripts/bench_synth.py --out docs/benchmarks.md
+	$(BIN)/python scripts/bench_net.py --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -116,12 +116,13 @@ def report(r: dict[str, float], config: SynthConfig, workers: int) -> str:
     )
 
 
-def update_section(path: Path, section: str) -> None:
+def update_section(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the text between the markers `start` and `end` (or append it), atomically."""
     intro = "# Benchmarks\n\nMeasured numbers, each with the command that made it.\n"
     text = path.read_text() if path.exists() else intro
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     tmp = path.with_suffix(".tmp")

@@ -9,7 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from handshape.data.synth.reader import SyntheticDataset
+from handshape.data.synth.reader import ShardGroupedSampler, SyntheticDataset
 
 
 class SyntheticDataModule(pl.LightningDataModule):
@@ -51,10 +51,12 @@ class SyntheticDataModule(pl.LightningDataModule):
     def _loader(self, dataset: SyntheticDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a DataLoader")
+        shards = dataset.shards
+        sampler = ShardGroupedSampler(len(shards), shards.shard_size) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             drop_last=shuffle,
             persistent_workers=self.num_workers > 0,

@@ -11,13 +11,13 @@ import json
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from handshape.data.backgrounds import BackgroundSource
 from handshape.data.compositing import blend_sample, build_augmentation
@@ -91,6 +91,28 @@ class SyntheticShards:
         sample = {key: values[i] for key, values in shard.items()}
         sample["depth"] = sample["depth"].astype(np.float32) * self.depth_unit
         return sample
+
+
+class ShardGroupedSampler(Sampler[int]):
+    """Shuffled order that visits one shard at a time (shards and samples within each shuffled).
+
+    Random access across compressed shards would decode a whole shard for nearly every sample;
+    grouping by shard decodes each shard about once per epoch and DataLoader worker. The order
+    is drawn from torch's generator, so it changes every epoch and follows torch.manual_seed.
+    """
+
+    def __init__(self, num: int, shard_size: int) -> None:
+        self.num, self.shard_size = num, shard_size
+
+    def __len__(self) -> int:
+        return self.num
+
+    def __iter__(self) -> Iterator[int]:
+        shards = -(-self.num // self.shard_size)
+        for shard in torch.randperm(shards).tolist():
+            start = shard * self.shard_size
+            count = min(self.shard_size, self.num - start)
+            yield from (start + torch.randperm(count)).tolist()
 
 
 class SyntheticDataset(Dataset):
