@@ -37,6 +37,10 @@ def load_experiment(
     merged = OmegaConf.create()
     for group, choice in parts.items():
         merged = OmegaConf.merge(merged, {group: _read(configs / group / f"{choice}.yaml")})
+    for override in overrides:
+        key, equals, _ = override.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"bad override '{override}': expected key=value")
     try:
         cfg = OmegaConf.merge(merged, experiment, OmegaConf.from_dotlist(list(overrides)))
     except Exception as err:

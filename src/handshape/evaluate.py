@@ -37,8 +37,14 @@ def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
         for path in (cfg_path, weights_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing from the bundle {checkpoint}")
-        cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-        state = load_file(str(weights_path))
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
+        except Exception as err:  # YAML and OmegaConf grammar errors
+            raise ValueError(f"{cfg_path}: not a readable config ({err})") from err
+        try:
+            state = load_file(str(weights_path))
+        except Exception as err:  # safetensors raises its own error type
+            raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
     elif checkpoint.is_file():
         try:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -58,7 +64,12 @@ def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
         model.data.faces, model.num_vertices, levels=cfg["model"]["graph_levels"]
     )
     net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{checkpoint}: weights do not fit the configured network ({err})"
+        ) from err
     return net.eval(), cfg
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from handshape import losses
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, to_uvd
@@ -88,9 +89,11 @@ class PretrainModule(pl.LightningModule):
         model = load_hand_model(cfg["handmodel"]["mano"])
         faces = model.data.faces
         hierarchy = mesh_hierarchy(faces, model.num_vertices, levels=cfg["model"]["graph_levels"])
-        from omegaconf import OmegaConf
-
         self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
+        if stage != "full":
+            # Only this stage's part learns; DDP refuses parameters that get no gradient.
+            self.net.requires_grad_(False)
+            getattr(self.net, stage).requires_grad_(True)
         self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
         self.register_buffer("edges", losses.mesh_edges(faces), persistent=False)
         self.laplacian = losses.uniform_laplacian(faces, model.num_vertices)

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.utilities import rank_zero_only
 
 from handshape.data.datamodules import SyntheticDataModule
 from handshape.lit.pretrain import STAGES, PretrainModule
@@ -102,7 +103,7 @@ def train_stage(
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()  # one W&B run per stage, grouped by experiment
-    if trainer.global_step >= steps:
+    if trainer.global_step >= steps and trainer.is_global_zero:
         (folder / "DONE").write_text(f"{trainer.global_step} steps\n")
     return last
 
@@ -159,6 +160,8 @@ def run_pretraining(config: DictConfig, progress: bool = True) -> Path:
         if stage in trained:
             init.update({k: v for k, v in _weights(last).items() if k.startswith(trained[stage])})
     best = out / "full" / "checkpoints" / "best.ckpt"
+    if rank_zero_only.rank != 0:  # under DDP every rank runs this; one writes the bundle
+        return out / "bundle"
     return export_bundle(
         cfg, best if best.exists() else out / "full" / "checkpoints" / "last.ckpt", out / "bundle"
     )

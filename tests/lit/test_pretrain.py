@@ -1,0 +1,313 @@
+"""Specification of the pretraining module: batch preparation, per-stage losses, optimisers and a
+tiny overfit run, on a few real synthetic samples rendered at 64 pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import default_collate
+
+from handshape.config import load_experiment
+from handshape.data.synth.generate import Plan, generate
+from handshape.data.synth.reader import SyntheticDataset
+from handshape.data.synth.scene import SynthConfig
+from handshape.geometry.camera import project
+from handshape.lit.pretrain import STAGES, PretrainModule, lift_prediction, prepare_batch
+from handshape.metrics import mean_vertex_error
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+DATA_SIZE = 64
+TINY = [
+    "model.input_size=64",
+    "model.hourglass.channels=8",
+    "model.hourglass.depth=2",
+    "model.encoder.channels=8",
+    "model.encoder.latent_dim=32",
+    "model.head.coarse_features=8",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "train.logging.wandb=disabled",
+    "train.val_batches=2",
+]
+TERMS = {
+    "hourglass": {"heatmap", "total"},
+    "pose_regressor": {"pose", "total"},
+    "full": {"heatmap", "vertex", "normal", "edge", "laplacian", "pose", "total"},
+}
+PARTS = {"hourglass": "hourglass", "pose_regressor": "pose_regressor"}  # stage -> trained part
+
+
+def tiny_cfg(*overrides: str) -> dict[str, Any]:
+    cfg = load_experiment("quick", [*TINY, *overrides], CONFIGS)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def make_module(stage: str, *overrides: str, seed: int = 0) -> PretrainModule:
+    torch.manual_seed(seed)
+    return PretrainModule(tiny_cfg(*overrides), stage)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One shard of 8 training samples rendered at 64 x 64."""
+    base = SynthConfig.load(CONFIGS / "data" / "synthetic.yaml")
+    config = dataclasses.replace(base, size=DATA_SIZE, shard_size=8)
+    plan = Plan(tmp_path_factory.mktemp("tiny") / "data", "train", 8, 0, config)
+    generate(plan, progress=False)
+    return plan.folder
+
+
+@pytest.fixture(scope="module")
+def batch(split: Path) -> dict[str, torch.Tensor]:
+    """The first four samples as a data batch (validation-style: fixed backgrounds)."""
+    dataset = SyntheticDataset(split, train=False)
+    return default_collate([dataset[i] for i in range(4)])
+
+
+@pytest.fixture(scope="module")
+def prepared(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return prepare_batch(batch, 64, 2.0)
+
+
+# ---- prepare_batch ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [32, 64, 96, 128])
+def test_resized_intrinsics_project_the_3d_joints_onto_the_rescaled_2d_joints(
+    batch: dict[str, torch.Tensor], size: int
+) -> None:
+    gt = prepare_batch(batch, size, 2.0)
+    assert gt["image"].shape == (4, 3, size, size)
+    # The stored 2D joints, rescaled with pixel centres at integers.
+    rescaled = (batch["joints_2d"] + 0.5) * (size / DATA_SIZE) - 0.5
+    projected = project(batch["joints_3d"].float(), gt["K"])
+    # Exact up to float precision (the spec's bound is 0.5 px; a half-pixel slip is 0.5 px).
+    assert (projected - rescaled).norm(dim=-1).max() < 0.01
+    # The data batch itself is left alone.
+    assert batch["image"].shape[-1] == DATA_SIZE
+    assert not torch.equal(gt["K"], batch["K"]) or size == DATA_SIZE
+
+
+def test_an_image_already_at_the_input_size_is_not_resampled(
+    batch: dict[str, torch.Tensor], prepared: dict[str, torch.Tensor]
+) -> None:
+    assert torch.equal(prepared["image"], batch["image"])
+    torch.testing.assert_close(prepared["K"], batch["K"].float())
+
+
+def test_a_resized_image_keeps_its_content(batch: dict[str, torch.Tensor]) -> None:
+    """Downsampling the 128-pixel version back gives (nearly) the original: no flip, no shift."""
+    big = prepare_batch(batch, 128, 2.0)["image"]
+    back = torch.nn.functional.avg_pool2d(big, 2)
+    assert (back - batch["image"]).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_uvd_targets_lift_back_to_the_ground_truth(
+    batch: dict[str, torch.Tensor], size: int
+) -> None:
+    gt = prepare_batch(batch, size, 2.0)
+    vertices = lift_prediction(gt["vertices_uvd"], gt, size)
+    joints = lift_prediction(gt["joints_uvd"], gt, size)
+    assert (vertices - batch["vertices"]).norm(dim=-1).max() < 1e-5
+    assert (joints - batch["joints_3d"]).norm(dim=-1).max() < 1e-5
+    # uv in the crop, the root at depth 0; normalised coordinates root-relative with unit scale.
+    assert gt["vertices_uvd"][..., :2].abs().max() < 1.0
+    assert gt["joints_uvd"][:, 0, 2].abs().max() < 1e-6
+    assert gt["joints_n"][:, 0].abs().max() < 1e-6
+    torch.testing.assert_close(
+        (gt["joints_n"][:, 9] - gt["joints_n"][:, 10]).norm(dim=-1), torch.ones(4)
+    )
+    torch.testing.assert_close(gt["root"], batch["joints_3d"][:, 0])
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_heatmaps_peak_at_the_joints(batch: dict[str, torch.Tensor], size: int) -> None:
+    gt = prepare_batch(batch, size, 2.0)
+    cells = size // 4
+    maps = gt["heatmaps"]
+    assert maps.shape == (4, 21, cells, cells)
+    joints = (batch["joints_2d"] + 0.5) * (size / DATA_SIZE) - 0.5  # input pixels
+    centre = (joints + 0.5) * (cells / size) - 0.5  # heat-map cells
+    flat = maps.flatten(2).argmax(-1)
+    peak = torch.stack([flat % cells, flat // cells], dim=-1)
+    inside = ((joints >= 0) & (joints <= size - 1)).all(-1)
+    assert inside.any()
+    expected = centre.round().clamp(0, cells - 1).long()
+    assert torch.equal(peak[inside], expected[inside])
+    assert (maps.flatten(2).amax(-1)[inside] > 0.75).all()
+    assert maps.max() <= 1.0
+
+
+def test_heatmaps_of_joints_outside_the_crop_are_empty(batch: dict[str, torch.Tensor]) -> None:
+    moved = dict(batch)
+    moved["joints_2d"] = batch["joints_2d"].clone()
+    moved["joints_2d"][0, 4] = torch.tensor([-40.0, 10.0])
+    maps = prepare_batch(moved, 64, 2.0)["heatmaps"]
+    assert maps[0, 4].abs().max() == 0
+    assert maps[0, 3].max() > 0.75
+
+
+# ---- losses per stage -------------------------------------------------------------------------
+
+
+def test_the_stages_of_the_schedule() -> None:
+    assert STAGES == ("hourglass", "pose_regressor", "full")
+    with pytest.raises(ValueError, match=r"unknown stage 'warmup'"):
+        PretrainModule(tiny_cfg(), "warmup")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_compute_losses_returns_the_documented_finite_terms(
+    prepared: dict[str, torch.Tensor], stage: str
+) -> None:
+    module = make_module(stage)
+    terms, out = module.compute_losses(prepared)
+    assert set(terms) == TERMS[stage]
+    for name, value in terms.items():
+        assert value.ndim == 0, name
+        assert torch.isfinite(value), name
+        assert value >= 0, name
+    if stage == "full":
+        weights = module.cfg["train"]["loss_weights"]
+        expected = sum(weights[k] * terms[k] for k in TERMS["full"] - {"total"})
+        torch.testing.assert_close(terms["total"], expected)
+        assert out is not None and out.vertices.shape[0] == 4
+    else:
+        only = (TERMS[stage] - {"total"}).pop()
+        torch.testing.assert_close(terms["total"], terms[only])
+        assert out is None
+
+
+def test_loss_weights_come_from_the_config(prepared: dict[str, torch.Tensor]) -> None:
+    base = make_module("full")
+    heavier = make_module("full", "train.loss_weights.laplacian=100.0")
+    t1, _ = base.compute_losses(prepared)
+    t2, _ = heavier.compute_losses(prepared)
+    torch.testing.assert_close(t2["laplacian"], t1["laplacian"])
+    torch.testing.assert_close(t2["total"] - t1["total"], 50.0 * t1["laplacian"])
+
+
+def test_pose_regressor_stage_is_exact_on_its_own_targets(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    """Its input is the ground-truth mesh; a regressor that returned the GT joints scores 0."""
+    module = make_module("pose_regressor")
+    module.net.pose_regressor.forward = lambda vertices: prepared["joints_uvd"]  # type: ignore[method-assign]
+    terms, _ = module.compute_losses(prepared)
+    assert terms["pose"] < 1e-8
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_trains_exactly_its_part(prepared: dict[str, torch.Tensor], stage: str) -> None:
+    module = make_module(stage)
+    terms, _ = module.compute_losses(prepared)
+    terms["total"].backward()
+    optimiser = module.configure_optimizers()
+    optimised = {id(p) for group in optimiser.param_groups for p in group["params"]}
+    part = module.net if stage == "full" else getattr(module.net, PARTS[stage])
+    assert optimised == {id(p) for p in part.parameters()}
+    for name, p in module.net.named_parameters():
+        in_part = id(p) in optimised
+        if in_part:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        else:
+            assert p.grad is None or not p.grad.any(), name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    if stage == "full":  # the whole chain: hourglass, encoder, head and regressor all learn
+        for child in ("hourglass", "encoder", "head", "pose_regressor"):
+            grads = [p.grad for p in getattr(module.net, child).parameters()]
+            assert any(g is not None and g.abs().sum() > 0 for g in grads), child
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam)]
+)
+def test_configure_optimizers_follows_the_config(name: str, kind: type) -> None:
+    optimiser = make_module("hourglass", f"train.optimizer={name}", "train.lr=0.01")
+    opt = optimiser.configure_optimizers()
+    assert isinstance(opt, kind)
+    assert opt.param_groups[0]["lr"] == 0.01
+
+
+def test_an_unknown_optimizer_is_a_clear_error() -> None:
+    module = make_module("full", "train.optimizer=sgdx")
+    with pytest.raises(ValueError, match=r"unknown optimizer 'sgdx'"):
+        module.configure_optimizers()
+
+
+def test_checkpoint_hyperparameters_are_plain_data() -> None:
+    """The config is saved with the checkpoints; weights_only loading needs plain containers."""
+    module = make_module("full")
+    assert module.hparams["stage"] == "full"
+    assert module.hparams["cfg"] == module.cfg
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    assert plain(module.hparams["cfg"])
+
+
+# ---- a tiny overfit run -----------------------------------------------------------------------
+
+OVERFIT_STEPS = 300
+OVERFIT_LR = 1e-3
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """A single intra-op thread: the run is then the same on every machine with the same seed
+    (and no slower: the tensors are tiny)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.filterwarnings("ignore:.*self.log.*:UserWarning")
+def test_full_stage_overfits_a_fixed_batch(
+    batch: dict[str, torch.Tensor], one_thread: None
+) -> None:
+    """L_fully on two fixed samples, Adam at 1e-3: the lifted mesh error falls at least 5x.
+
+    The loop calls `training_step` (prepare_batch + compute_losses) with the module's own
+    optimiser. Errors are measured with the network in training mode (batch statistics), i.e.
+    on the very function being optimised.
+    """
+    module = make_module("full", "train.optimizer=adam", f"train.lr={OVERFIT_LR}")
+    fixed = {k: v[:2] for k, v in batch.items()}
+    gt = prepare_batch(fixed, module.net.input_size, module.cfg["model"]["heatmap_sigma"])
+
+    def mesh_error_mm() -> float:
+        with torch.no_grad():
+            vertices = module.predict_camera(gt)["vertices"]
+        return float(mean_vertex_error(vertices, fixed["vertices"]).mean())
+
+    optimiser = module.configure_optimizers()
+    module.train()
+    start = mesh_error_mm()
+    losses = []
+    for step in range(OVERFIT_STEPS):
+        optimiser.zero_grad()
+        loss = module.training_step(fixed, step)
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    end = mesh_error_mm()
+    assert math.isfinite(end)
+    assert end <= start / 5, f"mesh error {start:.1f} -> {end:.1f} mm ({start / end:.1f}x)"
+    assert sum(losses[-10:]) < sum(losses[:10]) / 3

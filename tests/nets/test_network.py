@@ -1,0 +1,118 @@
+"""Specification of HandNet (Fig. 3): image -> heat-maps per stack, latent, mesh and joints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from handshape.config import load_experiment
+from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.mesh_graph import mesh_hierarchy
+from handshape.handmodel.model import HandModel
+from handshape.nets.network import HandNet, NetOutput
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY = [
+    "model.input_size=64",
+    "model.hourglass.channels=8",
+    "model.hourglass.depth=2",
+    "model.encoder.channels=8",
+    "model.encoder.latent_dim=32",
+    "model.head.coarse_features=8",
+]
+
+
+def model_config(*overrides: str) -> DictConfig:
+    return load_experiment("quick", list(overrides), CONFIGS).model
+
+
+@pytest.fixture(scope="module")
+def hand() -> HandModel:
+    return HandModel.default()
+
+
+@pytest.fixture(scope="module")
+def hierarchy(hand: HandModel) -> MeshHierarchy:
+    levels = model_config().graph_levels
+    return mesh_hierarchy(hand.data.faces, hand.num_vertices, levels=levels)
+
+
+def build(hierarchy: MeshHierarchy, *overrides: str, seed: int = 0) -> HandNet:
+    torch.manual_seed(seed)
+    return HandNet(model_config(*overrides), hierarchy)
+
+
+def check_shapes(out: NetOutput, batch: int, size: int, stacks: int, latent: int, n: int) -> None:
+    assert isinstance(out, NetOutput)
+    assert len(out.heatmaps) == stacks
+    for maps in out.heatmaps:
+        assert maps.shape == (batch, 21, size // 4, size // 4)
+    assert out.latent.shape == (batch, latent)
+    assert out.vertices.shape == (batch, n, 3)
+    assert out.joints.shape == (batch, 21, 3)
+    for t in (*out.heatmaps, out.latent, out.vertices, out.joints):
+        assert torch.isfinite(t).all()
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_quick_network_output_shapes(hierarchy: MeshHierarchy, hand: HandModel, size: int) -> None:
+    cfg = model_config(f"model.input_size={size}")
+    net = build(hierarchy, f"model.input_size={size}").eval()
+    assert net.input_size == size
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, size, size))
+    check_shapes(out, 2, size, cfg.hourglass.num_stacks, cfg.encoder.latent_dim, hand.num_vertices)
+
+
+def test_tiny_network_keeps_the_full_hand_mesh(hierarchy: MeshHierarchy, hand: HandModel) -> None:
+    """The graph head and the pose regressor work on the hand-mesh hierarchy whatever the image
+    size and channel counts: a 64-pixel network with 8 channels still outputs every vertex."""
+    net = build(hierarchy, *TINY).eval()
+    with torch.no_grad():
+        out = net(torch.rand(3, 3, 64, 64))
+    check_shapes(out, 3, 64, 1, 32, hand.num_vertices)
+
+
+def test_every_hourglass_stack_emits_heatmaps(hierarchy: MeshHierarchy, hand: HandModel) -> None:
+    net = build(hierarchy, *TINY, "model.hourglass.num_stacks=2").eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 64, 64))
+    check_shapes(out, 2, 64, 2, 32, hand.num_vertices)
+    assert not torch.equal(out.heatmaps[0], out.heatmaps[1])
+
+
+def test_joints_are_regressed_from_the_predicted_vertices(hierarchy: MeshHierarchy) -> None:
+    net = build(hierarchy, *TINY).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 64, 64))
+        again = net.pose_regressor(out.vertices)
+    torch.testing.assert_close(out.joints, again)
+
+
+def test_samples_of_a_batch_are_independent_in_eval_mode(hierarchy: MeshHierarchy) -> None:
+    net = build(hierarchy, *TINY).eval()
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        together = net(images)
+        alone = net(images[1:2])
+    torch.testing.assert_close(together.vertices[1:2], alone.vertices, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(together.joints[1:2], alone.joints, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(together.latent[1:2], alone.latent, atol=1e-5, rtol=1e-4)
+    # ... and the prediction depends on the image.
+    assert not torch.allclose(together.vertices[0], together.vertices[1])
+
+
+def test_forward_is_the_composition_of_the_parts(hierarchy: MeshHierarchy) -> None:
+    """Fig. 3: the encoder sees the last stack's heat-maps concatenated with its features."""
+    net = build(hierarchy, *TINY).eval()
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        maps, features = net.hourglass(image)
+        latent = net.encoder(torch.cat([maps[-1], features], dim=1))
+        vertices = net.head(latent)
+        out = net(image)
+    torch.testing.assert_close(out.latent, latent)
+    torch.testing.assert_close(out.vertices, vertices)
