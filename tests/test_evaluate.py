@@ -30,20 +30,6 @@ from handshape.nets.network import HandNet
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 NUM_VAL = 16
-TINY = [
-    "model.input_size=64",
-    "model.hourglass.channels=8",
-    "model.hourglass.depth=2",
-    "model.encoder.channels=8",
-    "model.encoder.latent_dim=32",
-    "model.head.coarse_features=8",
-    "train.batch_size=4",
-    "train.num_workers=0",
-    "train.logging.wandb=disabled",
-    "train.val_batches=2",
-    "train.val_every=2",
-    "train.stages.full.steps=2",
-]
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -60,7 +46,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for split, num in (("train", 8), ("val", NUM_VAL)):
         generate(Plan(root, split, num, 0, config), progress=False)
     cfg = OmegaConf.to_container(
-        load_experiment("quick", [*TINY, f"data.root={root}", f"output={out}"], CONFIGS),
+        load_experiment(
+            "tiny", ["train.stages.full.steps=2", f"data.root={root}", f"output={out}"], CONFIGS
+        ),
         resolve=True,
     )
     assert isinstance(cfg, dict)

@@ -25,18 +25,6 @@ from handshape.metrics import mean_vertex_error
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 DATA_SIZE = 64
-TINY = [
-    "model.input_size=64",
-    "model.hourglass.channels=8",
-    "model.hourglass.depth=2",
-    "model.encoder.channels=8",
-    "model.encoder.latent_dim=32",
-    "model.head.coarse_features=8",
-    "train.batch_size=4",
-    "train.num_workers=0",
-    "train.logging.wandb=disabled",
-    "train.val_batches=2",
-]
 TERMS = {
     "hourglass": {"heatmap", "total"},
     "pose_regressor": {"pose", "total"},
@@ -46,7 +34,7 @@ PARTS = {"hourglass": "hourglass", "pose_regressor": "pose_regressor"}  # stage 
 
 
 def tiny_cfg(*overrides: str) -> dict[str, Any]:
-    cfg = load_experiment("quick", [*TINY, *overrides], CONFIGS)
+    cfg = load_experiment("tiny", list(overrides), CONFIGS)
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     return plain

@@ -32,20 +32,6 @@ from handshape.lit.train import run_pretraining
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 STEPS = {"hourglass": 2, "pose_regressor": 2, "full": 4}
-TINY = [
-    "model.input_size=64",
-    "model.hourglass.channels=8",
-    "model.hourglass.depth=2",
-    "model.encoder.channels=8",
-    "model.encoder.latent_dim=32",
-    "model.head.coarse_features=8",
-    "train.batch_size=4",
-    "train.num_workers=0",
-    "train.logging.wandb=disabled",
-    "train.val_batches=2",
-    "train.val_every=2",
-    *(f"train.stages.{stage}.steps={steps}" for stage, steps in STEPS.items()),
-]
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning"
@@ -113,9 +99,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def tiny_config(tiny: dict[str, Any], output: Path, *overrides: str) -> DictConfig:
     return load_experiment(
-        "quick",
+        "tiny",
         [
-            *TINY,
             *data_overrides(tiny["root"], tiny["yaml"], 32, 16),
             f"output={output}",
             *overrides,
@@ -167,7 +152,7 @@ def test_the_bundle_holds_safetensors_weights_and_the_resolved_config(
     cfg = yaml.safe_load((bundle / "config.yaml").read_text())
     assert cfg["model"]["input_size"] == 64
     assert cfg["data"]["root"] == str(tiny["root"])
-    assert cfg["experiment"] == "quick"
+    assert cfg["experiment"] == "tiny"
 
 
 def test_bundle_and_checkpoint_load_the_same_network(
@@ -280,9 +265,9 @@ def free_port() -> int:
 def test_two_process_ddp_on_cpu_runs_the_schedule(tiny: dict[str, Any], strategy: str) -> None:
     out = tiny["base"] / f"ddp-{strategy}"
     command = [
-        sys.executable, "-m", "handshape.cli", "train",
+        sys.executable, "-m", "handshape.cli", "train", "--experiment", "tiny",
         "--configs", str(CONFIGS), "--workers", "1",
-        *TINY, *data_overrides(tiny["root"], tiny["yaml"], 32, 16),
+        *data_overrides(tiny["root"], tiny["yaml"], 32, 16),
         "train.trainer.devices=2", f"train.trainer.strategy={strategy}", f"output={out}",
     ]  # fmt: skip
     env = {
@@ -316,8 +301,8 @@ def test_pretrain_command_end_to_end_writes_the_report(
     """Fresh data folder: the command renders the set, trains every stage, evaluates, reports."""
     root, out = tmp_path / "data", tmp_path / "out"
     code = main([
-        "pretrain", "--configs", str(CONFIGS), "--workers", "1",
-        *TINY, *data_overrides(root, tiny["yaml"], 8, 8),
+        "pretrain", "--experiment", "tiny", "--configs", str(CONFIGS), "--workers", "1",
+        *data_overrides(root, tiny["yaml"], 8, 8),
         "train.stages.full.steps=2", f"output={out}",
     ])  # fmt: skip
     assert code == 0, capsys.readouterr().err

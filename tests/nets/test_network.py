@@ -15,18 +15,10 @@ from handshape.handmodel.model import HandModel
 from handshape.nets.network import HandNet, NetOutput
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = [
-    "model.input_size=64",
-    "model.hourglass.channels=8",
-    "model.hourglass.depth=2",
-    "model.encoder.channels=8",
-    "model.encoder.latent_dim=32",
-    "model.head.coarse_features=8",
-]
 
 
-def model_config(*overrides: str) -> DictConfig:
-    return load_experiment("quick", list(overrides), CONFIGS).model
+def model_config(*overrides: str, experiment: str = "quick") -> DictConfig:
+    return load_experiment(experiment, list(overrides), CONFIGS).model
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +32,11 @@ def hierarchy(hand: HandModel) -> MeshHierarchy:
     return mesh_hierarchy(hand.data.faces, hand.num_vertices, levels=levels)
 
 
-def build(hierarchy: MeshHierarchy, *overrides: str, seed: int = 0) -> HandNet:
+def build(
+    hierarchy: MeshHierarchy, *overrides: str, seed: int = 0, experiment: str = "quick"
+) -> HandNet:
     torch.manual_seed(seed)
-    return HandNet(model_config(*overrides), hierarchy)
+    return HandNet(model_config(*overrides, experiment=experiment), hierarchy)
 
 
 def check_shapes(out: NetOutput, batch: int, size: int, stacks: int, latent: int, n: int) -> None:
@@ -70,14 +64,14 @@ def test_quick_network_output_shapes(hierarchy: MeshHierarchy, hand: HandModel, 
 def test_tiny_network_keeps_the_full_hand_mesh(hierarchy: MeshHierarchy, hand: HandModel) -> None:
     """The graph head and the pose regressor work on the hand-mesh hierarchy whatever the image
     size and channel counts: a 64-pixel network with 8 channels still outputs every vertex."""
-    net = build(hierarchy, *TINY).eval()
+    net = build(hierarchy, experiment="tiny").eval()
     with torch.no_grad():
         out = net(torch.rand(3, 3, 64, 64))
     check_shapes(out, 3, 64, 1, 32, hand.num_vertices)
 
 
 def test_every_hourglass_stack_emits_heatmaps(hierarchy: MeshHierarchy, hand: HandModel) -> None:
-    net = build(hierarchy, *TINY, "model.hourglass.num_stacks=2").eval()
+    net = build(hierarchy, "model.hourglass.num_stacks=2", experiment="tiny").eval()
     with torch.no_grad():
         out = net(torch.rand(2, 3, 64, 64))
     check_shapes(out, 2, 64, 2, 32, hand.num_vertices)
@@ -85,7 +79,7 @@ def test_every_hourglass_stack_emits_heatmaps(hierarchy: MeshHierarchy, hand: Ha
 
 
 def test_joints_are_regressed_from_the_predicted_vertices(hierarchy: MeshHierarchy) -> None:
-    net = build(hierarchy, *TINY).eval()
+    net = build(hierarchy, experiment="tiny").eval()
     with torch.no_grad():
         out = net(torch.rand(2, 3, 64, 64))
         again = net.pose_regressor(out.vertices)
@@ -93,7 +87,7 @@ def test_joints_are_regressed_from_the_predicted_vertices(hierarchy: MeshHierarc
 
 
 def test_samples_of_a_batch_are_independent_in_eval_mode(hierarchy: MeshHierarchy) -> None:
-    net = build(hierarchy, *TINY).eval()
+    net = build(hierarchy, experiment="tiny").eval()
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         together = net(images)
@@ -107,7 +101,7 @@ def test_samples_of_a_batch_are_independent_in_eval_mode(hierarchy: MeshHierarch
 
 def test_forward_is_the_composition_of_the_parts(hierarchy: MeshHierarchy) -> None:
     """Fig. 3: the encoder sees the last stack's heat-maps concatenated with its features."""
-    net = build(hierarchy, *TINY).eval()
+    net = build(hierarchy, experiment="tiny").eval()
     image = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         maps, features = net.hourglass(image)
