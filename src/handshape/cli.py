@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,15 +31,9 @@ def _atomic_export(mesh: trimesh.Trimesh, out: Path) -> None:
     suffix = out.suffix.lower()
     if suffix not in (".obj", ".ply"):
         raise SystemExit(f"error: {out}: unsupported mesh format '{suffix}' (use .obj or .ply)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        mesh.export(tmp, file_type=suffix[1:])
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from handshape.atomic import atomic_write
+
+    atomic_write(out, lambda tmp: mesh.export(tmp, file_type=suffix[1:]))
 
 
 def cmd_handmodel_export(args: argparse.Namespace) -> None:

@@ -9,7 +9,6 @@ handshape.metrics.pck_report).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from handshape.atomic import atomic_write
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.lit.pretrain import lift_prediction, load_hand_model, prepare_batch
@@ -115,10 +115,8 @@ def write_results(
 ) -> tuple[Path, Path]:
     """metrics.json and pck.png in `out`, written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "metrics.json"
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, json_path)
+    text = json.dumps(results, indent=1)
+    json_path = atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text))
     curve = results["pck_curve"]
     plot = plot_pck(
         {label: (np.asarray(curve["thresholds_mm"]), np.asarray(curve["pck"]))},

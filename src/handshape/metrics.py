@@ -20,13 +20,13 @@ Protocols (shared/DATASETS.md):
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from handshape.atomic import atomic_write
 from handshape.handmodel.skeleton import SCALE_BONE
 
 __all__ = [
@@ -305,12 +305,5 @@ def plot_pck(
     fig.tight_layout()
 
     fmt = out.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt))
     return out

@@ -10,8 +10,6 @@ output records the values used.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 import trimesh
 from PIL import Image, ImageDraw
 
+from handshape.atomic import atomic_write
 from handshape.geometry.camera import from_uvd, uv_to_pixels
 from handshape.lit.pretrain import load_hand_model
 from handshape.nets.network import HandNet
@@ -66,18 +65,6 @@ def _read_image(path: Path) -> Image.Image:
             return img.convert("RGB")
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable image ({err})") from err
-
-
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()
@@ -132,7 +119,7 @@ def predict_image(
         "overlay": out / f"{stem}_overlay.png",
     }
     mesh = trimesh.Trimesh(vertices, model.data.faces, process=False)
-    _atomic(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
+    atomic_write(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
     record = {
         "image": str(image_path),
         "crop_xy_side": [crop.x0, crop.y0, crop.side],
@@ -141,9 +128,9 @@ def predict_image(
         "joints_3d_m": joints.tolist(),
         "joints_uvd": result.joints[0].tolist(),
     }
-    _atomic(paths["joints"], lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    atomic_write(paths["joints"], lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     overlay = _overlay(np.asarray(image), verts_img, model.data.faces, joints_img)
-    _atomic(paths["overlay"], lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
+    atomic_write(paths["overlay"], lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
     return paths
 
 

@@ -14,8 +14,6 @@ regenerate assets/handmodel.npz; a test checks the committed file against a fres
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import scipy.sparse as sp
 import yaml
 from skimage.measure import marching_cubes
 
+from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
 from handshape.handmodel.skeleton import (
     FINGERS,
@@ -509,27 +508,23 @@ def build_model(design: dict | None = None) -> HandModelData:
 
 def save_npz(model: HandModelData, path: Path) -> None:
     """Write the model as a plain .npz (no pickles), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the asset is meant to be shared
-    try:
-        np.savez_compressed(
-            tmp,
-            v_template=model.v_template.astype(np.float64),
-            faces=model.faces.astype(np.int32),
-            shapedirs=model.shapedirs,
-            j_regressor=model.j_regressor,
-            weights=model.weights,
-            tip_vertex_ids=model.tip_vertex_ids.astype(np.int64),
-            shape_names=np.array(model.shape_names),
-            hands_components=model.hands_components,
-            hands_mean=model.hands_mean,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                v_template=model.v_template.astype(np.float64),
+                faces=model.faces.astype(np.int32),
+                shapedirs=model.shapedirs,
+                j_regressor=model.j_regressor,
+                weights=model.weights,
+                tip_vertex_ids=model.tip_vertex_ids.astype(np.int64),
+                shape_names=np.array(model.shape_names),
+                hands_components=model.hands_components,
+                hands_mean=model.hands_mean,
+            )
+
+    atomic_write(path, write)
 
 
 def load_npz(path: Path = MODEL_PATH) -> HandModelData:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from handshape.atomic import atomic_write
 
 PAPER = {"mesh_error_mm": 7.95, "pose_error_mm": 8.03}  # Table 1, "Full", synthetic validation
 
@@ -37,8 +38,5 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         "`handshape eval` / `handshape predict`).",
         "",
     ]
-    path = out / "report.md"
-    tmp = out / "report.md.tmp"
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    text = "\n".join(lines)
+    return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))

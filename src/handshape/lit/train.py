@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from handshape.atomic import atomic_write
 from handshape.data.datamodules import SyntheticDataModule
 from handshape.lit.pretrain import STAGES, PretrainModule
 
@@ -118,12 +119,9 @@ def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
         for k, v in _weights(checkpoint).items()
         if k.startswith("net.")
     }
-    tmp = out / "model.safetensors.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, out / "model.safetensors")
-    cfg_tmp = out / "config.yaml.tmp"
-    cfg_tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    os.replace(cfg_tmp, out / "config.yaml")
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp))
+    config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
+    atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(config_yaml))
     return out
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from handshape.atomic import atomic_write
 from handshape.render.offscreen import MeshRenderer, look_at
 
 __all__ = ["contact_sheet", "render_views", "sheet_size", "view_pose"]
@@ -144,23 +142,9 @@ def _draw_centered(
 
 
 def _write_atomic(image: Image.Image, out: Path) -> None:
-    """Save ``image`` to ``out`` so readers never see a half-written file.
-
-    The temp file lives in the destination directory because ``os.replace`` is only
-    atomic within one filesystem.
-    """
+    """Save ``image`` to ``out`` so readers never see a half-written file."""
     fmt = Image.registered_extensions().get(out.suffix.lower(), "PNG")
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format=fmt)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    atomic_write(out, lambda tmp: image.save(tmp, format=fmt))
 
 
 def contact_sheet(

@@ -142,7 +142,7 @@ def _check_rgb(color: Sequence[float], what: str) -> list[float]:
     return rgb
 
 
-def _srgb_to_linear(rgb: Sequence[float]) -> list[float]:
+def srgb_to_linear(rgb: Sequence[float]) -> list[float]:
     """Convert sRGB components in [0, 1] to linear ones (IEC 61966-2-1 transfer curve).
 
     pyrender shades in linear space and applies a 1/2.2 gamma on output, so passing an
@@ -300,7 +300,7 @@ class MeshRenderer:
         camera = self._camera(K, yfov)
 
         material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[*_srgb_to_linear(_check_rgb(color, "color")), 1.0],
+            baseColorFactor=[*srgb_to_linear(_check_rgb(color, "color")), 1.0],
             metallicFactor=0.0,
             # Skin is a dielectric with a soft sheen: ~0.6 keeps a faint highlight that
             # shows the curvature of the fingers without looking plastic.

@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import socket
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,17 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from handshape.atomic import atomic_write
 from handshape.data.synth.lighting import lighting_setups
 from handshape.data.synth.scene import SPLITS, SceneSampler, SynthConfig
 from handshape.handmodel.model import HandModel
+from handshape.render.offscreen import srgb_to_linear
 from handshape.render.synthetic import SyntheticRenderer
 
 GENERATOR_VERSION = 1
 DEPTH_UNIT = 1e-4  # metres per step of the stored uint16 depth (0.1 mm; up to 6.5 m)
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
 class SampleMaker:
@@ -92,7 +89,7 @@ class SampleMaker:
         """Render from stored parameters: camera-frame vertices (N, 3), intrinsics (3, 3),
         sRGB skin colour, lighting set-up number and roughness -> (rgba, depth in metres)."""
         setup = self.setups[int(lighting)]
-        skin = _srgb_to_linear(np.asarray(skin_rgb, dtype=np.float64))
+        skin = srgb_to_linear([float(c) for c in skin_rgb])
         return self.renderer.render(
             np.asarray(vertices, np.float64),
             self.faces,
@@ -172,18 +169,8 @@ class Plan:
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(tmp_path), then rename onto `path`; the temporary file never outlives it."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp-{socket.gethostname()}", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The host in the suffix tells whose leftovers a stale temporary file is (shared disks).
+    atomic_write(path, write, suffix=f".tmp-{socket.gethostname()}")
 
 
 def write_shard(path: Path, samples: list[dict[str, np.ndarray]]) -> None:

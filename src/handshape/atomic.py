@@ -1,0 +1,29 @@
+"""Writing files so that a reader never sees a half-written one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: Path, write: Callable[[str], object], suffix: str = ".tmp") -> Path:
+    """Call `write(tmp)` on a temporary name in `path`'s folder, then rename it onto `path`.
+
+    The temporary file sits in the same folder because a rename is atomic only within one
+    filesystem; it is removed if `write` fails or is interrupted. The result is world-readable
+    (mkstemp creates private files). Returns `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
