@@ -194,7 +194,12 @@ def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
     from handshape.data.synth.scene import SynthConfig
 
     root = Path(cfg.data.root)
-    synth_cfg = SynthConfig.load(Path(cfg.data.get("config", "configs/data/synthetic.yaml")))
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(cfg.data.get("settings") or OmegaConf.create({}))
+    synth_cfg = SynthConfig.load(
+        Path(cfg.data.get("config", "configs/data/synthetic.yaml")), settings
+    )
     for split, num in (("train", cfg.data.num_train), ("val", cfg.data.num_val)):
         plan = Plan(root, split, int(num), int(cfg.data.seed), synth_cfg)
         if (root / split / "manifest.json").exists() and all(

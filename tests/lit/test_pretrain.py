@@ -183,7 +183,9 @@ def test_loss_weights_come_from_the_config(prepared: dict[str, torch.Tensor]) ->
     t1, _ = base.compute_losses(prepared)
     t2, _ = heavier.compute_losses(prepared)
     torch.testing.assert_close(t2["laplacian"], t1["laplacian"])
-    torch.testing.assert_close(t2["total"] - t1["total"], 50.0 * t1["laplacian"])
+    torch.testing.assert_close(
+        t2["total"] - t1["total"], 50.0 * t1["laplacian"], rtol=1e-4, atol=1e-3
+    )
 
 
 def test_pose_regressor_stage_is_exact_on_its_own_targets(
@@ -213,6 +215,10 @@ def test_each_stage_trains_exactly_its_part(prepared: dict[str, torch.Tensor], s
             assert p.grad is None or not p.grad.any(), name
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
     if stage == "full":  # the whole chain: hourglass, encoder, head and regressor all learn
+        # (after one step: the head's output convolution starts at zero and blocks the rest)
+        optimiser.step()
+        optimiser.zero_grad()
+        module.compute_losses(prepared)[0]["total"].backward()
         for child in ("hourglass", "encoder", "head", "pose_regressor"):
             grads = [p.grad for p in getattr(module.net, child).parameters()]
             assert any(g is not None and g.abs().sum() > 0 for g in grads), child

@@ -16,6 +16,7 @@ from handshape.nets.heads.graphcnn import (
     PAPER_STAGES,
     GraphCNNHead,
     MeshChebConv,
+    NodeBatchNorm,
 )
 
 LATENT = 32
@@ -167,8 +168,13 @@ def test_head_shapes(hierarchy: MeshHierarchy, batch: int) -> None:
     torch.testing.assert_close(vertices, hierarchy.unpad_signal(padded))
 
 
-def test_head_batch_items_are_independent(hierarchy: MeshHierarchy) -> None:
+def test_head_batch_items_are_independent_at_inference(hierarchy: MeshHierarchy) -> None:
+    """Batch normalisation couples the items of a training batch; in eval mode it must not."""
     head = make_head(hierarchy)
+    _randomise_output(head)
+    head.train()
+    head(torch.randn(8, LATENT))  # running statistics that differ from the initial ones
+    head.eval()
     latent = torch.randn(4, LATENT)
     batched = head(latent)
     single = torch.cat([head(latent[i : i + 1]) for i in range(4)])
@@ -229,6 +235,7 @@ def _fake_mask(hierarchy: MeshHierarchy, level: int) -> torch.Tensor:
 def test_fake_nodes_never_reach_real_outputs(hierarchy: MeshHierarchy) -> None:
     """Overwriting every intermediate signal at fake slots leaves the vertices unchanged."""
     head = make_head(hierarchy)
+    _randomise_output(head)
     latent = torch.randn(3, LATENT)
     clean = head(latent)
 
@@ -249,6 +256,7 @@ def test_fake_nodes_never_reach_real_outputs(hierarchy: MeshHierarchy) -> None:
 def test_real_outputs_have_no_gradient_at_fake_nodes(hierarchy: MeshHierarchy) -> None:
     """d(real vertices)/d(features) is exactly 0 at fake slots of every level, not at real ones."""
     head = make_head(hierarchy)
+    _randomise_output(head)
     captured: list[tuple[int, torch.Tensor]] = []
 
     def capture(module: MeshChebConv, args) -> None:
@@ -271,8 +279,52 @@ def test_real_outputs_have_no_gradient_at_fake_nodes(hierarchy: MeshHierarchy) -
 # ---- training -------------------------------------------------------------------------------
 
 
+def test_output_starts_as_a_point_at_the_crop_centre(hierarchy: MeshHierarchy) -> None:
+    """The output convolution starts with zero weights and bias: every vertex at uvd = 0, so the
+    mesh losses start small instead of from random noise."""
+    head = make_head(hierarchy)
+    out = head(torch.randn(4, LATENT))
+    assert torch.count_nonzero(out) == 0
+
+
+def test_batch_norm_follows_every_hidden_convolution(hierarchy: MeshHierarchy) -> None:
+    norms = [m for m in make_head(hierarchy).decoder if isinstance(m, NodeBatchNorm)]
+    assert len(norms) == len(make_head(hierarchy).convs) - 1
+    plain = make_head(hierarchy, batch_norm=False)
+    assert not any(isinstance(m, NodeBatchNorm) for m in plain.decoder)
+
+
+def test_node_batch_norm_uses_real_nodes_only(hierarchy: MeshHierarchy) -> None:
+    norm = NodeBatchNorm(hierarchy, 2, 5)
+    x = torch.randn(3, hierarchy.num_slots[2], 5)
+    fake = _fake_mask(hierarchy, 2)
+    out = norm(torch.where(fake, 1e6, x))
+    real = out[:, ~fake[0, :, 0]]
+    torch.testing.assert_close(real.mean(dim=(0, 1)), torch.zeros(5), atol=1e-5, rtol=0)
+    std = real.std(dim=(0, 1), unbiased=False)
+    torch.testing.assert_close(std, torch.ones(5), atol=1e-3, rtol=0)
+    assert torch.count_nonzero(out[:, fake[0, :, 0]]) == 0
+
+
+def test_a_batch_of_one_trains(hierarchy: MeshHierarchy) -> None:
+    """A lone sample has no batch variance: the FC normalisation falls back to running stats."""
+    head = make_head(hierarchy)
+    _randomise_output(head)
+    head(torch.randn(1, LATENT)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+def _randomise_output(head: GraphCNNHead) -> None:
+    """Give the zero-initialised output convolution random weights (for tests that need the
+    output to depend on the input)."""
+    with torch.no_grad():
+        for lin in head.convs[-1].lins:
+            lin.weight.normal_(0, 0.1)
+
+
 def test_gradients_reach_every_parameter(hierarchy: MeshHierarchy) -> None:
     head = make_head(hierarchy)
+    _randomise_output(head)
     latent = torch.randn(2, LATENT, requires_grad=True)
     head(latent).square().mean().backward()
     for name, param in head.named_parameters():

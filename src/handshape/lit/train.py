@@ -75,14 +75,18 @@ def train_stage(
         "pose_regressor": "val/pose_error",
         "full": "val/mesh_error",
     }[stage]
-    checkpoint = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
         monitor=monitor,
         mode="min",
-        save_last=True,
         save_top_k=1,
         auto_insert_metric_name=False,
+    )
+    # A checkpoint of its own for "last": Lightning's save_last only refreshes last.ckpt when
+    # the monitored metric improves, which would make a resumed run repeat steps.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     data.setup("fit")
     batches = len(data.train_dataloader())
@@ -92,7 +96,7 @@ def train_stage(
         check_val_every_n_epoch=None,
         limit_val_batches=int(train["val_batches"]),
         num_sanity_val_steps=0,
-        callbacks=[checkpoint, *([TQDMProgressBar(refresh_rate=10)] if progress else [])],
+        callbacks=[best, latest, *([TQDMProgressBar(refresh_rate=10)] if progress else [])],
         logger=_loggers(cfg, out, stage),
         enable_progress_bar=progress,
         enable_model_summary=False,

@@ -251,3 +251,37 @@ def test_pose_stays_close_to_its_gesture_variant(
     same = np.mean([np.abs(a - b).mean() for a, b in pairs])
     other = np.mean([np.abs(a.pose - b.pose).mean() for a, b in itertools.pairwise(train)])
     assert same < 0.5 * other
+
+
+# ------------------------------------------------------------------------ a narrower world
+
+
+def test_view_cone_keeps_viewpoints_near_its_axis(config: SynthConfig) -> None:
+    narrow = SceneSampler(
+        dataclasses.replace(config, view_cone=60.0, roll=45.0), HandModel.default()
+    )
+    axis = np.asarray(config.view_axis, dtype=float)
+    axis /= np.linalg.norm(axis)
+    for split in SPLITS:
+        views = [narrow.sample(0, split, i).viewpoint for i in range(40)]
+        angles = np.degrees(np.arccos(narrow.directions[views] @ axis))
+        assert angles.max() <= 60.0 + 1e-6
+        assert len(set(views)) > 10
+        rolls = [abs(np.degrees(narrow.sample(0, split, i).roll)) for i in range(40)]
+        assert max(rolls) <= 45.0
+
+
+def test_overrides_apply_on_top_of_the_file_and_are_checked() -> None:
+    narrow = SynthConfig.load(CONFIG_PATH, {"view_cone": 30.0})
+    assert narrow.view_cone == 30.0
+    assert dataclasses.replace(narrow, view_cone=180.0) == SynthConfig.load(CONFIG_PATH)
+    with pytest.raises(ValueError, match=r"synthetic.yaml.*unknown settings \['view_cones'\]"):
+        SynthConfig.load(CONFIG_PATH, {"view_cones": 30.0})
+    with pytest.raises(ValueError, match=r"view_cone must lie in \(0, 180\]"):
+        SynthConfig.load(CONFIG_PATH, {"view_cone": 0.0})
+
+
+def test_a_cone_without_validation_viewpoints_is_refused(config: SynthConfig) -> None:
+    tiny = SceneSampler(dataclasses.replace(config, view_cone=0.5), HandModel.default())
+    with pytest.raises(ValueError, match="no .* viewpoint lies within view_cone"):
+        tiny.sample(0, "val", 0)

@@ -31,6 +31,8 @@ class SynthConfig:
     size: int
     shard_size: int
     viewpoints: int
+    view_axis: tuple[float, float, float]
+    view_cone: float
     variants_per_gesture: int
     variant_spread: float
     sample_spread: float
@@ -54,6 +56,11 @@ class SynthConfig:
         v = dict(values)
         v["distance"] = tuple(v["distance"])
         v["fill"] = tuple(v["fill"])
+        v["view_axis"] = tuple(float(a) for a in v["view_axis"])
+        if len(v["view_axis"]) != 3 or not np.any(v["view_axis"]):
+            raise ValueError(f"{source}: view_axis must be a non-zero 3-vector")
+        if not 0 < v["view_cone"] <= 180:
+            raise ValueError(f"{source}: view_cone must lie in (0, 180] degrees")
         v["skin_tones"] = tuple(tuple(t) for t in v["skin_tones"])
         v["validation"] = dict(v["validation"])
         for key in ("distance", "fill"):
@@ -66,18 +73,23 @@ class SynthConfig:
         return cls(**v)
 
     @classmethod
-    def load(cls, path: Path) -> SynthConfig:
+    def load(cls, path: Path, overrides: dict[str, Any] | None = None) -> SynthConfig:
+        """The settings of a YAML file, with ``overrides`` (e.g. an experiment's) on top."""
         try:
             values = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read the synthetic data config ({err})") from err
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
-        return cls.from_dict(values, str(path))
+        unknown = set(overrides or {}) - set(values)
+        if unknown:
+            raise ValueError(f"{path}: overrides name unknown settings {sorted(unknown)}")
+        return cls.from_dict({**values, **(overrides or {})}, str(path))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["distance"], d["fill"] = list(self.distance), list(self.fill)
+        d["view_axis"] = list(self.view_axis)
         d["skin_tones"] = [list(t) for t in self.skin_tones]
         return d
 
@@ -171,11 +183,15 @@ class SceneSampler:
     @functools.cache  # noqa: B019 - two splits per sampler; the sampler lives as long
     def _choices(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Viewpoints and gesture variants a split may use."""
-        views = np.arange(self.config.viewpoints)
+        axis = np.asarray(self.config.view_axis) / np.linalg.norm(self.config.view_axis)
+        inside = self.directions @ axis >= np.cos(np.deg2rad(self.config.view_cone)) - 1e-9
+        views = np.flatnonzero(inside)
         variants = np.arange(self.config.variants_per_gesture)
         want = split == "val"
         views = views[[self.held_out(viewpoint=int(v)) == want for v in views]]
         variants = variants[[self.held_out(variant=int(v)) == want for v in variants]]
+        if not len(views):
+            raise ValueError(f"no {split} viewpoint lies within view_cone; widen it")
         return views, variants
 
     def sample(self, seed: int, split: str, index: int) -> Scene:
