@@ -63,7 +63,7 @@ def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
     hierarchy = mesh_hierarchy(
         model.data.faces, model.num_vertices, levels=cfg["model"]["graph_levels"]
     )
-    net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
+    net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, model)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:

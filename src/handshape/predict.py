@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 import trimesh
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from handshape.atomic import atomic_write
 from handshape.geometry.camera import from_uvd, uv_to_pixels
 from handshape.lit.pretrain import load_hand_model
 from handshape.nets.network import HandNet
-from handshape.render.annotate import draw_skeleton
+from handshape.render.annotate import draw_mesh_overlay
 
 
 @dataclass(frozen=True)
@@ -129,25 +129,6 @@ def predict_image(
         "joints_uvd": result.joints[0].tolist(),
     }
     atomic_write(paths["joints"], lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
-    overlay = _overlay(np.asarray(image), verts_img, model.data.faces, joints_img)
+    overlay = draw_mesh_overlay(np.asarray(image), verts_img, model.data.faces, joints_img)
     atomic_write(paths["overlay"], lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
     return paths
-
-
-def _overlay(
-    image: np.ndarray, vertices_px: np.ndarray, faces: np.ndarray, joints_px: np.ndarray
-) -> np.ndarray:
-    """The photograph with the mesh wireframe (translucent) and the skeleton drawn on it."""
-    canvas = Image.fromarray(image).convert("RGBA")
-    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    edges = {
-        tuple(sorted((int(a), int(b))))
-        for f in faces
-        for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
-    }
-    for a, b in edges:
-        draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
-    merged = Image.alpha_composite(canvas, layer).convert("RGB")
-    width = max(1, round(max(image.shape[:2]) / 200))
-    return draw_skeleton(np.asarray(merged), joints_px, radius=1.5 * width, width=width)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -19,7 +20,14 @@ from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
 from handshape.geometry.camera import project
-from handshape.lit.pretrain import STAGES, PretrainModule, lift_prediction, prepare_batch
+from handshape.handmodel.model import HandModel
+from handshape.lit.pretrain import (
+    STAGES,
+    PretrainModule,
+    lift_prediction,
+    prepare_batch,
+    preview_grid,
+)
 from handshape.metrics import mean_vertex_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +73,23 @@ def batch(split: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def prepared(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return prepare_batch(batch, 64, 2.0)
+
+
+# ---- previews ---------------------------------------------------------------------------------
+
+
+def test_preview_grid_draws_prediction_above_ground_truth(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    faces = HandModel.default().data.faces
+    truth = {"vertices": prepared["vertices"], "joints": prepared["joints_3d"]}
+    grid = preview_grid(prepared, truth, faces, count=3)
+    assert grid.shape == (2 * 64, 3 * 64, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(grid[:64], grid[64:])  # a perfect prediction: equal rows
+    plain = (prepared["image"][:3].permute(0, 2, 3, 1) * 255).byte().numpy()
+    assert (grid[64:, :64] != plain[0]).any()  # the mesh and skeleton are drawn on the image
+    shifted = {k: v + torch.tensor([0.02, 0.0, 0.0]) for k, v in truth.items()}
+    assert (preview_grid(prepared, shifted, faces, count=3)[:64] != grid[:64]).any()
 
 
 # ---- prepare_batch ----------------------------------------------------------------------------
@@ -305,3 +330,21 @@ def test_full_stage_overfits_a_fixed_batch(
     assert math.isfinite(end)
     assert end <= start / 5, f"mesh error {start:.1f} -> {end:.1f} mm ({start / end:.1f}x)"
     assert sum(losses[-10:]) < sum(losses[:10]) / 3
+
+
+@pytest.mark.parametrize("head", ["mano", "lbs"])
+def test_the_baseline_heads_train_in_the_full_stage(
+    prepared: dict[str, torch.Tensor], head: str
+) -> None:
+    """Same losses, same schedule: only model.head.name changes; a few steps lower the loss."""
+    module = make_module("full", f"model.head.name={head}", "train.optimizer=adam")
+    optimiser = module.configure_optimizers()
+    first = None
+    for _ in range(15):
+        terms, _ = module.compute_losses(prepared)
+        assert all(torch.isfinite(v) for v in terms.values())
+        first = first if first is not None else terms["vertex"].item()
+        optimiser.zero_grad()
+        terms["total"].backward()
+        optimiser.step()
+    assert module.compute_losses(prepared)[0]["vertex"].item() < first

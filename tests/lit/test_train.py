@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from omegaconf import DictConfig
+from PIL import Image
 from torch.utils.data import default_collate
 
 from handshape.cli import main
@@ -153,6 +155,15 @@ def test_the_bundle_holds_safetensors_weights_and_the_resolved_config(
     assert cfg["model"]["input_size"] == 64
     assert cfg["data"]["root"] == str(tiny["root"])
     assert cfg["experiment"] == "tiny"
+
+
+def test_every_validation_of_the_full_stage_draws_a_preview(pretrained: dict[str, Any]) -> None:
+    """Predicted (top) and true (bottom) meshes on the first validation images, as PNGs."""
+    previews = sorted((pretrained["out"] / "full" / "previews").glob("step_*.png"))
+    assert [p.name for p in previews] == ["step_0000002.png", "step_0000004.png"]
+    image = np.asarray(Image.open(previews[-1]))
+    assert image.shape == (2 * 64, 4 * 64, 3)  # 2 rows, 4 images of the tiny 64-pixel input
+    assert not (pretrained["out"] / "hourglass" / "previews").exists()
 
 
 def test_bundle_and_checkpoint_load_the_same_network(

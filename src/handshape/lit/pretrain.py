@@ -11,6 +11,7 @@ intrinsics); the 2D vertex term on the normalised uv.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +19,21 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from PIL import Image
+from pytorch_lightning.loggers import WandbLogger
 
 from handshape import losses
-from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, to_uvd
+from handshape.atomic import atomic_write
+from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, project, to_uvd
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.mano_io import read_mano
 from handshape.handmodel.model import HandModel
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import HandNet, NetOutput
+from handshape.render.annotate import draw_mesh_overlay
 
 STAGES = ("hourglass", "pose_regressor", "full")
+PREVIEW_IMAGES = 4  # validation images drawn with their predicted mesh at every validation
 
 
 def load_hand_model(mano: str | None) -> HandModel:
@@ -67,6 +73,25 @@ def prepare_batch(
     return out
 
 
+def preview_grid(
+    gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], faces: np.ndarray, count: int
+) -> np.ndarray:
+    """(H, W, 3) uint8: for the first ``count`` samples of a prepared batch, the input image with
+    the predicted mesh and joints (top row) and with the ground truth (bottom row)."""
+    images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    K = gt["K"][:count]
+    rows = []
+    for source in (pred, {"vertices": gt["vertices"], "joints": gt["joints_3d"]}):
+        verts = project(source["vertices"][:count].float(), K).detach().cpu().numpy()
+        joints = project(source["joints"][:count].float(), K).detach().cpu().numpy()
+        tiles = [
+            draw_mesh_overlay(im, v, faces, j)
+            for im, v, j in zip(images, verts, joints, strict=True)
+        ]
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
 def lift_prediction(uvd: torch.Tensor, gt: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     """Predicted uvd (B, N, 3) -> camera-frame metres, with the ground-truth root depth, hand
     scale and intrinsics of a prepared batch (the paper's test-time assumption)."""
@@ -89,7 +114,7 @@ class PretrainModule(pl.LightningModule):
         model = load_hand_model(cfg["handmodel"]["mano"])
         faces = model.data.faces
         hierarchy = mesh_hierarchy(faces, model.num_vertices, levels=cfg["model"]["graph_levels"])
-        self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy)
+        self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, model)
         if stage != "full":
             # Only this stage's part learns; DDP refuses parameters that get no gradient.
             self.net.requires_grad_(False)
@@ -190,6 +215,21 @@ class PretrainModule(pl.LightningModule):
             )
         errors = torch.linalg.vector_norm(pred["joints"] - gt["joints_3d"], dim=-1) * 1000
         self._val_errors.append(errors.detach().cpu().numpy())
+        if batch_idx == 0 and "vertices" in pred and self.trainer.is_global_zero:
+            self._log_preview(gt, pred)
+
+    def _log_preview(self, gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor]) -> None:
+        """The first validation images with the predicted (top) and true (bottom) mesh and
+        joints: a PNG per validation under <stage>/previews/, and an image in W&B."""
+        grid = preview_grid(gt, pred, self.faces.cpu().numpy(), count=PREVIEW_IMAGES)
+        step = int(self.global_step)
+        folder = Path(self.trainer.default_root_dir) / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(grid)
+        atomic_write(folder / f"step_{step:07d}.png", lambda tmp: image.save(tmp, format="PNG"))
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("val/preview", [grid], step=step, caption=["top: predicted"])
 
     def on_validation_epoch_end(self) -> None:
         if self._val_errors:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from handshape.geometry.graclus import MeshHierarchy
+from handshape.handmodel.model import HandModel
 from handshape.nets.encoder import ResidualEncoder
 from handshape.nets.heads import build_head
 from handshape.nets.hourglass import StackedHourglass
@@ -33,9 +34,19 @@ class NetOutput(NamedTuple):
 
 
 class HandNet(nn.Module):
-    """Image (B, 3, S, S) -> heat-maps, latent, mesh and joints; sizes from the model config."""
+    """Image (B, 3, S, S) -> heat-maps, latent, mesh and joints; sizes from the model config.
 
-    def __init__(self, cfg: Any, hierarchy: MeshHierarchy, num_joints: int = 21) -> None:
+    hierarchy: the coarsening tree of the output mesh (the Graph CNN head and the pose
+    regressor); hand: the parametric hand model, needed by the mano and lbs heads.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        hierarchy: MeshHierarchy,
+        hand: HandModel | None = None,
+        num_joints: int = 21,
+    ) -> None:
         super().__init__()
         hg = cfg.hourglass
         self.input_size = int(cfg.input_size)
@@ -48,12 +59,14 @@ class HandNet(nn.Module):
             latent_dim=cfg.encoder.latent_dim,
             input_resolution=self.input_size // 4,
         )
-        head_args = _plain(cfg.head)
+        # model.head.name picks the head; model.head.<name> holds that head's settings, so
+        # every head's settings can sit in one config and a swap is `model.head.name=mano`.
+        name = str(cfg.head.name)
+        context: dict[str, Any] = {"hierarchy": hierarchy}
+        if hand is not None:
+            context["hand"] = hand  # the parametric heads (mano, lbs) pose this model
         self.head = build_head(
-            head_args.pop("name"),
-            latent_dim=cfg.encoder.latent_dim,
-            hierarchy=hierarchy,
-            **head_args,
+            name, context, latent_dim=cfg.encoder.latent_dim, **_plain(cfg.head.get(name))
         )
         self.pose_regressor = PoseRegressor(
             hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)

@@ -45,3 +45,21 @@ def draw_skeleton(
         visible = True if visibility is None else bool(visibility[j])
         draw.ellipse(box, fill=joint_color(j) if visible else None, outline=joint_color(j))
     return np.asarray(canvas)
+
+
+def draw_mesh_overlay(
+    image: np.ndarray, vertices_px: np.ndarray, faces: np.ndarray, joints_px: np.ndarray
+) -> np.ndarray:
+    """Image (H, W, 3) uint8 with a mesh wireframe (translucent) and the skeleton drawn on it.
+
+    vertices_px: (N, 2) and joints_px: (21, 2) pixel coordinates; faces: (F, 3).
+    """
+    canvas = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGBA")
+    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    edges = np.unique(np.sort(np.asarray(faces)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
+    for a, b in edges:
+        draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
+    merged = Image.alpha_composite(canvas, layer).convert("RGB")
+    width = max(1, round(max(image.shape[:2]) / 200))
+    return draw_skeleton(np.asarray(merged), joints_px, radius=1.5 * width, width=width)

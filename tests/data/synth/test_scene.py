@@ -283,5 +283,5 @@ def test_overrides_apply_on_top_of_the_file_and_are_checked() -> None:
 
 def test_a_cone_without_validation_viewpoints_is_refused(config: SynthConfig) -> None:
     tiny = SceneSampler(dataclasses.replace(config, view_cone=0.5), HandModel.default())
-    with pytest.raises(ValueError, match="no .* viewpoint lies within view_cone"):
+    with pytest.raises(ValueError, match=r"no .* viewpoint lies within view_cone"):
         tiny.sample(0, "val", 0)

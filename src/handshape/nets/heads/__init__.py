@@ -1,6 +1,7 @@
 """Mesh heads: interchangeable modules mapping the latent vector to mesh vertices, chosen by name.
 
-The config names a head (``model.head: graphcnn``) and `build_head` constructs it. The registry
+The config names a head (``model.head.name``: graphcnn, mano or lbs) and `build_head` constructs
+it. The registry
 is explicit: adding a head is one module plus one `register_head` line at the end of this file.
 
     >>> head = build_head("graphcnn", latent_dim=512, hierarchy=hierarchy)  # doctest: +SKIP
@@ -8,14 +9,16 @@ is explicit: adding a head is one module plus one `register_head` line at the en
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
 from handshape.nets.heads.graphcnn import GraphCNNHead
+from handshape.nets.heads.parametric import DirectLBSHead, ManoHead
 
-__all__ = ["HEADS", "GraphCNNHead", "build_head", "register_head"]
+__all__ = ["HEADS", "DirectLBSHead", "GraphCNNHead", "ManoHead", "build_head", "register_head"]
 
 HeadT = TypeVar("HeadT", bound=type[nn.Module])
 
@@ -44,8 +47,12 @@ def register_head(name: str) -> Callable[[HeadT], HeadT]:
     return decorator
 
 
-def build_head(name: str, **kwargs: Any) -> nn.Module:
+def build_head(name: str, context: dict[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Construct the head registered as ``name`` with keyword arguments ``kwargs``.
+
+    ``context`` holds what the network can offer every head (``hierarchy``: the mesh's
+    coarsening tree, ``hand``: the parametric hand model); a head receives the entries its
+    constructor names and ignores the rest, so heads are swapped by config alone.
 
     Raises:
         ValueError: ``name`` is not registered; the message lists the known heads.
@@ -55,7 +62,11 @@ def build_head(name: str, **kwargs: Any) -> nn.Module:
     except (KeyError, TypeError):
         known = ", ".join(sorted(HEADS)) or "(none)"
         raise ValueError(f"unknown head {name!r}; known heads: {known}") from None
-    return cls(**kwargs)
+    accepted = inspect.signature(cls).parameters
+    wanted = {k: v for k, v in (context or {}).items() if k in accepted}
+    return cls(**wanted, **kwargs)
 
 
 register_head("graphcnn")(GraphCNNHead)
+register_head("mano")(ManoHead)
+register_head("lbs")(DirectLBSHead)
