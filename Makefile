@@ -15,11 +15,13 @@ SYNTH_VAL ?= 512
 WORKERS ?= 2
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: help venv test lint pretrain sheet synth synth-sheet bench clean
+.PHONY: help venv test lint pretrain ablate-losses compare-heads sheet synth synth-sheet bench clean
 
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
+	@echo "make ablate-losses  Table 1: Full, -Normal, -Edge, -Laplacian, -3D Pose side by side"
+	@echo "make compare-heads  Table 2: MANO-based, direct LBS and Graph CNN heads side by side"
 	@echo "make sheet     regenerate docs/handmodel.png (every gesture, two views)"
 	@echo "make synth     render the default synthetic set into $(SYNTH_DIR) (resumable)"
 	@echo "make bench     measure speeds; results in docs/benchmarks.md"
@@ -47,6 +49,12 @@ test: venv
 
 pretrain: venv
 	$(BIN)/handshape pretrain --experiment $(EXPERIMENT)
+
+ablate-losses: venv
+	$(BIN)/handshape study configs/study/losses.yaml $(OVERRIDES)
+
+compare-heads: venv
+	$(BIN)/handshape study configs/study/heads.yaml $(OVERRIDES)
 
 sheet: venv
 	$(BIN)/handshape handmodel sheet --out docs/handmodel.png

@@ -241,6 +241,20 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"[pretrain] report: {report}; inference bundle: {bundle}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from handshape.ablation import load_study, run_study
+
+    study = load_study(args.study)
+    out = args.out or Path("outputs") / study.name
+    run_study(
+        study,
+        out,
+        args.overrides,
+        args.configs,
+        ensure_data=lambda cfg: _ensure_synthetic(cfg, args.workers),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handshape",
@@ -351,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=2, help="processes for data generation")
         p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
         p.set_defaults(func=func)
+
+    text = (
+        "train and evaluate the variants of a study side by side (configs/study/*.yaml: loss "
+        "ablations, head comparisons) with the same data, seed and budget; writes a markdown "
+        "table and a figure of every variant's meshes (resumable)"
+    )
+    p = sub.add_parser("study", help=text, description=text)
+    p.add_argument("study", type=Path, help="a study file, e.g. configs/study/losses.yaml")
+    p.add_argument("--out", type=Path, help="output folder (default: outputs/<study name>)")
+    p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
+    p.add_argument("--workers", type=int, default=2, help="processes for data generation")
+    p.add_argument("overrides", nargs="*", help="key=value overrides for every variant")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
         "predict",

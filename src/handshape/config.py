@@ -42,9 +42,13 @@ def load_experiment(
         if not equals or not key.strip():
             raise ValueError(f"bad override '{override}': expected key=value")
     try:
-        cfg = OmegaConf.merge(merged, experiment, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(
+            merged,
+            experiment,
+            {"experiment": path.stem},  # the run's name; an override may rename it
+            OmegaConf.from_dotlist(list(overrides)),
+        )
     except Exception as err:
         raise ValueError(f"bad override in {list(overrides)}: {err}") from err
     assert isinstance(cfg, DictConfig)
-    cfg.experiment = path.stem
     return cfg

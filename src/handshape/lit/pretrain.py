@@ -73,23 +73,31 @@ def prepare_batch(
     return out
 
 
+def overlay_row(
+    gt: dict[str, torch.Tensor],
+    vertices: torch.Tensor,
+    joints: torch.Tensor,
+    faces: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
+    given camera-frame vertices (B, N, 3) and joints (B, 21, 3) drawn on them."""
+    images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    K = gt["K"][:count]
+    v_px = project(vertices[:count].float(), K).detach().cpu().numpy()
+    j_px = project(joints[:count].float(), K).detach().cpu().numpy()
+    tiles = [draw_mesh_overlay(i, v, faces, j) for i, v, j in zip(images, v_px, j_px, strict=True)]
+    return np.concatenate(tiles, axis=1)
+
+
 def preview_grid(
     gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], faces: np.ndarray, count: int
 ) -> np.ndarray:
-    """(H, W, 3) uint8: for the first ``count`` samples of a prepared batch, the input image with
-    the predicted mesh and joints (top row) and with the ground truth (bottom row)."""
-    images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-    K = gt["K"][:count]
-    rows = []
-    for source in (pred, {"vertices": gt["vertices"], "joints": gt["joints_3d"]}):
-        verts = project(source["vertices"][:count].float(), K).detach().cpu().numpy()
-        joints = project(source["joints"][:count].float(), K).detach().cpu().numpy()
-        tiles = [
-            draw_mesh_overlay(im, v, faces, j)
-            for im, v, j in zip(images, verts, joints, strict=True)
-        ]
-        rows.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows, axis=0)
+    """(2 S, count * S, 3) uint8: the predicted mesh and joints (top row) and the ground truth
+    (bottom row) on the first ``count`` images of a prepared batch."""
+    top = overlay_row(gt, pred["vertices"], pred["joints"], faces, count)
+    bottom = overlay_row(gt, gt["vertices"], gt["joints_3d"], faces, count)
+    return np.concatenate([top, bottom], axis=0)
 
 
 def lift_prediction(uvd: torch.Tensor, gt: dict[str, torch.Tensor], size: int) -> torch.Tensor:

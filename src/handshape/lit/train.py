@@ -37,7 +37,7 @@ def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
             WandbLogger(
                 project=cfg["train"]["logging"]["project"],
                 name=f"{cfg['experiment']}-{stage}",
-                group=cfg["experiment"],
+                group=cfg["train"]["logging"].get("group") or cfg["experiment"],
                 save_dir=str(out / "logs"),
                 offline=mode == "offline",
             )
@@ -129,8 +129,13 @@ def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def run_pretraining(config: DictConfig, progress: bool = True) -> Path:
-    """All stages of the schedule, then the bundle; returns the bundle folder."""
+def run_pretraining(
+    config: DictConfig, progress: bool = True, stages: tuple[str, ...] = STAGES
+) -> Path:
+    """The stages of the schedule (all by default), then the bundle; returns the bundle folder.
+
+    With ``stages`` short of "full" only those stages train and no bundle is written (a study
+    trains the stages its variants share once, see `handshape.ablation`)."""
     cfg = OmegaConf.to_container(config, resolve=True)
     assert isinstance(cfg, dict)
     out = Path(cfg["output"])
@@ -152,7 +157,7 @@ def run_pretraining(config: DictConfig, progress: bool = True) -> Path:
     # Each stage trains one part; the end-to-end stage starts from the parts trained before.
     trained = {"hourglass": "net.hourglass.", "pose_regressor": "net.pose_regressor."}
     init: dict[str, torch.Tensor] = {}
-    for stage in STAGES:
+    for stage in stages:
         last = out / stage / "checkpoints" / "last.ckpt"
         if (out / stage / "DONE").exists():
             print(f"[pretrain] stage '{stage}' already done ({last})")
@@ -162,6 +167,8 @@ def run_pretraining(config: DictConfig, progress: bool = True) -> Path:
         if stage in trained:
             init.update({k: v for k, v in _weights(last).items() if k.startswith(trained[stage])})
     best = out / "full" / "checkpoints" / "best.ckpt"
+    if "full" not in stages:
+        return out
     if rank_zero_only.rank != 0:  # under DDP every rank runs this; one writes the bundle
         return out / "bundle"
     return export_bundle(
