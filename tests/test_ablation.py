@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,11 @@ def write_study(path: Path, **changes: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def finished(
+    tmp_path_factory: pytest.TempPathFactory, tiny_data_overrides: Callable[[Path], list[str]]
+) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("study")
-    synth = base / "synthetic.yaml"
-    settings = yaml.safe_load((CONFIGS / "data" / "synthetic.yaml").read_text())
-    synth.write_text(yaml.safe_dump({**settings, "size": 64, "shard_size": 8}))
-    overrides = [f"data.root={base / 'data'}", f"data.config={synth}"]
-    overrides += ["data.num_train=16", "data.num_val=8"]
+    overrides = tiny_data_overrides(base)
     study = load_study(write_study(base / "tiny_heads.yaml"))
     out = base / "out"
     results = run_study(
