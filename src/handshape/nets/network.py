@@ -65,9 +65,11 @@ class HandNet(nn.Module):
         context: dict[str, Any] = {"hierarchy": hierarchy}
         if hand is not None:
             context["hand"] = hand  # the parametric heads (mano, lbs) pose this model
-        self.head = build_head(
-            name, context, latent_dim=cfg.encoder.latent_dim, **_plain(cfg.head.get(name))
-        )
+        settings = cfg.head.get(name)
+        if settings is None:
+            # Bundles written before heads had their own sections kept the settings flat.
+            settings = {k: v for k, v in cfg.head.items() if k != "name"}
+        self.head = build_head(name, context, latent_dim=cfg.encoder.latent_dim, **_plain(settings))
         self.pose_regressor = PoseRegressor(
             hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)
         )
