@@ -59,6 +59,8 @@ def test_a_study_file_is_read_and_checked(tmp_path: Path) -> None:
     for bad, message in (
         ({"variants": {"A": ["no-equals"]}}, "variant 'A' needs a list of key=value"),
         ({"variants": {"shared": []}}, "'shared' cannot name a variant"),
+        ({"variants": {"..": []}}, r"'\.\.' cannot name a variant"),
+        ({"variants": {"a/b": []}}, "'a/b' cannot name a variant"),
         ({"shared_stages": ["full"]}, "shared_stages must be among"),
         ({"colour": "red"}, r"unknown keys \['colour'\]"),
     ):
@@ -119,3 +121,33 @@ def test_results_table_without_paper_numbers() -> None:
     row = {"mesh_error_mm": 1.234, "pose_error_mm": 2.0, "pck": {"auc_20_50": 0.5}, "samples": 3}
     table = results_table(study, {"A": {**row, "minutes": 1.5}})
     assert "| A | 1.2 | 2.0 | 0.500 | 1.5 |" in table and "Paper" not in table
+
+
+def test_a_variant_that_changes_what_the_shared_stages_see_is_refused(
+    tmp_path: Path, tiny_data_overrides: Callable[[Path], list[str]]
+) -> None:
+    study = load_study(write_study(tmp_path / "s.yaml", variants={"Big": ["train.seed=7"]}))
+    with pytest.raises(ValueError, match=r"variant 'Big' changes train.seed.*shared_stages: \[\]"):
+        run_study(study, tmp_path / "out", tiny_data_overrides(tmp_path), CONFIGS, progress=False)
+
+
+def test_a_finished_variant_rerun_with_other_overrides_is_refused(
+    finished: dict[str, Any],
+) -> None:
+    with pytest.raises(ValueError, match=r"overrides.json: this variant was run with"):
+        run_study(
+            finished["study"],
+            finished["out"],
+            [*finished["overrides"], "train.stages.full.steps=9"],
+            CONFIGS,
+            progress=False,
+        )
+
+
+def test_run_names_with_odd_characters_are_kept_verbatim(tmp_path: Path) -> None:
+    from handshape.ablation import _variant_config
+
+    study = Study(name="123", title="T", experiment="tiny", variants={"A": []})
+    cfg = _variant_config(study, "run #2", [], tmp_path, CONFIGS)
+    assert cfg.output == str(tmp_path / "run #2")
+    assert cfg.train.logging.group == "123" and cfg.experiment == "123-run #2"

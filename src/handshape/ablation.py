@@ -23,6 +23,7 @@ grouped by study. Results: OUT/<variant>/eval/metrics.json, OUT/table.md and OUT
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 from torch.utils.data import default_collate
 
@@ -82,8 +83,11 @@ def load_study(path: Path) -> Study:
             isinstance(o, str) and "=" in o for o in overrides
         ):
             raise ValueError(f"{path}: variant '{name}' needs a list of key=value overrides")
-        if "/" in str(name) or str(name) in ("shared", ""):
-            raise ValueError(f"{path}: '{name}' cannot name a variant (it names a folder)")
+        if not re.fullmatch(r"[\w+\-]([\w+\- ]*[\w+\-])?", str(name)) or name == "shared":
+            raise ValueError(
+                f"{path}: '{name}' cannot name a variant (it names a folder: letters, digits, "
+                "spaces inside, '_', '+', '-'; not 'shared')"
+            )
     shared = tuple(raw.get("shared_stages", ("hourglass", "pose_regressor")))
     if not set(shared) <= set(STAGES) - {"full"}:
         raise ValueError(f"{path}: shared_stages must be among hourglass, pose_regressor")
@@ -100,16 +104,43 @@ def load_study(path: Path) -> Study:
 def _variant_config(
     study: Study, name: str, overrides: list[str], out: Path, configs: Path | None
 ) -> DictConfig:
-    return load_experiment(
-        study.experiment,
-        [
-            *overrides,
-            f"output={out / name}",
-            f"experiment={study.name}-{name}",
-            f"train.logging.group={study.name}",
-        ],
-        configs or DEFAULT_CONFIGS,
+    cfg = load_experiment(study.experiment, overrides, configs or DEFAULT_CONFIGS)
+    # Set as values, not parsed as key=value text: names may hold spaces, '#', ': ' ...
+    OmegaConf.update(cfg, "output", str(out / name))
+    OmegaConf.update(cfg, "experiment", f"{study.name}-{name}")
+    OmegaConf.update(cfg, "train.logging.group", study.name)
+    return cfg
+
+
+# What a variant may change while still reusing the shared stages: nothing that the hourglass
+# or the pose regressor sees (their data, sizes, seed, optimiser and schedule).
+_FREE_FOR_VARIANTS = ("model.head.", "train.loss_weights.", "train.stages.full.")
+_RUN_NAMES = ("output", "experiment", "train.logging.group")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _check_shareable(study: Study, name: str, base: DictConfig, cfg: DictConfig) -> None:
+    a = _flat(OmegaConf.to_container(base, resolve=True))
+    b = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and k not in _RUN_NAMES and not k.startswith(_FREE_FOR_VARIANTS)
     )
+    if changed:
+        raise ValueError(
+            f"study '{study.name}': variant '{name}' changes {', '.join(changed)}, which the "
+            f"shared stages ({', '.join(study.shared_stages)}) depend on; give the study "
+            "`shared_stages: []` to train every stage per variant"
+        )
 
 
 def run_study(
@@ -130,14 +161,22 @@ def run_study(
     out = Path(out)
     common = list(overrides or [])
     base = _variant_config(study, "shared", common, out, configs)
+    configs_of = {
+        name: _variant_config(study, name, [*common, *extra], out, configs)
+        for name, extra in study.variants.items()
+    }
+    if study.shared_stages:  # before any training: a refused study costs nothing
+        for name, cfg in configs_of.items():
+            _check_shareable(study, name, base, cfg)
     if ensure_data is not None:
         ensure_data(base)
     if study.shared_stages:
         run_pretraining(base, progress, stages=study.shared_stages)
     results: dict[str, dict[str, Any]] = {}
     for name, variant_overrides in study.variants.items():
-        cfg = _variant_config(study, name, [*common, *variant_overrides], out, configs)
+        cfg = configs_of[name]
         folder = out / name
+        _claim(folder, [*common, *variant_overrides])
         metrics = folder / "eval" / "metrics.json"
         if metrics.exists():
             print(f"[study] {name}: done earlier ({metrics})")
@@ -145,8 +184,12 @@ def run_study(
             continue
         for stage in study.shared_stages:
             if not (folder / stage / "DONE").exists():
+                # Copied under a temporary name, then renamed: an interrupted copy is redone.
+                tmp = folder / f".{stage}.copying"
+                shutil.rmtree(tmp, ignore_errors=True)
                 shutil.rmtree(folder / stage, ignore_errors=True)
-                shutil.copytree(out / "shared" / stage, folder / stage)
+                shutil.copytree(out / "shared" / stage, tmp)
+                tmp.rename(folder / stage)
         print(f"[study] {name}: {' '.join(variant_overrides) or '(base experiment)'}")
         start = time.perf_counter()
         bundle = run_pretraining(cfg, progress)
@@ -161,6 +204,22 @@ def run_study(
     print(table)
     print(f"[study] wrote {out / 'table.md'} and {figure}")
     return results
+
+
+def _claim(folder: Path, overrides: list[str]) -> None:
+    """Record a variant's overrides in its folder; refuse a folder made with other ones (its
+    results would be stale)."""
+    record = folder / "overrides.json"
+    if record.exists():
+        found = json.loads(record.read_text())
+        if found != overrides:
+            raise ValueError(
+                f"{record}: this variant was run with {found}, now {overrides}; "
+                "use another --out or delete the folder"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(record, lambda tmp: Path(tmp).write_text(json.dumps(overrides)))
 
 
 def results_table(study: Study, results: dict[str, dict[str, Any]]) -> str:

@@ -189,13 +189,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
-    """Generate the experiment's synthetic set where it is missing (resuming a partial one)."""
-    from handshape.data.synth.generate import Plan, generate
-    from handshape.data.synth.scene import SynthConfig
-
-    root = Path(cfg.data.root)
+    """Generate the experiment's synthetic set where it is missing (resuming a partial one);
+    a complete set made with other settings is refused, not silently reused."""
     from omegaconf import OmegaConf
 
+    from handshape.data.synth.generate import Plan, generate, prepare
+    from handshape.data.synth.scene import SynthConfig
+    from handshape.handmodel.model import HandModel
+
+    root = Path(cfg.data.root)
     settings = OmegaConf.to_container(cfg.data.get("settings") or OmegaConf.create({}))
     synth_cfg = SynthConfig.load(
         Path(cfg.data.get("config", "configs/data/synthetic.yaml")), settings
@@ -205,6 +207,7 @@ def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
         if (root / split / "manifest.json").exists() and all(
             plan.shard_path(k).exists() for k in range(plan.num_shards)
         ):
+            prepare(plan, HandModel.default())  # raises, naming the manifest, on other settings
             continue
         print(f"[pretrain] generating {num} synthetic {split} samples in {root / split}")
         generate(plan, workers=workers)

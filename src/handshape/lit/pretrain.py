@@ -229,6 +229,8 @@ class PretrainModule(pl.LightningModule):
     def _log_preview(self, gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor]) -> None:
         """The first validation images with the predicted (top) and true (bottom) mesh and
         joints: a PNG per validation under <stage>/previews/, and an image in W&B."""
+        if not all(torch.isfinite(pred[k]).all() for k in ("vertices", "joints")):
+            return  # a diverged run logs NaN metrics; drawing NaN points would crash it
         grid = preview_grid(gt, pred, self.faces.cpu().numpy(), count=PREVIEW_IMAGES)
         step = int(self.global_step)
         folder = Path(self.trainer.default_root_dir) / "previews"

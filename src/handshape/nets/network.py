@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -66,9 +67,9 @@ class HandNet(nn.Module):
         if hand is not None:
             context["hand"] = hand  # the parametric heads (mano, lbs) pose this model
         settings = cfg.head.get(name)
-        if settings is None:
-            # Bundles written before heads had their own sections kept the settings flat.
-            settings = {k: v for k, v in cfg.head.items() if k != "name"}
+        flat = {k: v for k, v in cfg.head.items() if k != "name"}
+        if settings is None and not any(isinstance(v, Mapping) for v in flat.values()):
+            settings = flat  # bundles written before heads had their own sections
         self.head = build_head(name, context, latent_dim=cfg.encoder.latent_dim, **_plain(settings))
         self.pose_regressor = PoseRegressor(
             hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)
