@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -28,3 +29,13 @@ def tiny_data_overrides() -> Callable[[Path], list[str]]:
         ]
 
     return overrides
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One torch thread for a module of small-tensor tests: faster than a pool, and immune to an
+    oversubscribed CPU. Use with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

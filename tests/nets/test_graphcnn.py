@@ -8,7 +8,6 @@ import torch
 from torch_geometric.nn import ChebConv
 
 from handshape.geometry.graclus import MeshHierarchy
-from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.heads import HEADS, build_head, register_head
 from handshape.nets.heads.graphcnn import (
@@ -22,23 +21,7 @@ from handshape.nets.heads.graphcnn import (
 LATENT = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These graphs are small: one thread is faster, and immune to oversubscribed CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def hand() -> HandModel:
-    return HandModel.default()
-
-
-@pytest.fixture(scope="module")
-def hierarchy(hand: HandModel) -> MeshHierarchy:
-    return mesh_hierarchy(hand.data.faces, hand.num_vertices)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_head(hierarchy: MeshHierarchy, seed: int = 0, **kwargs) -> GraphCNNHead:

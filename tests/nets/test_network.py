@@ -22,11 +22,6 @@ def model_config(*overrides: str, experiment: str = "quick") -> DictConfig:
 
 
 @pytest.fixture(scope="module")
-def hand() -> HandModel:
-    return HandModel.default()
-
-
-@pytest.fixture(scope="module")
 def hierarchy(hand: HandModel) -> MeshHierarchy:
     levels = model_config().graph_levels
     return mesh_hierarchy(hand.data.faces, hand.num_vertices, levels=levels)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,17 +28,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LATENT = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def hand() -> HandModel:
-    return HandModel.default()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def posed_target(hand: HandModel, batch: int, seed: int = 0) -> torch.Tensor:

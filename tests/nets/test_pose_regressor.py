@@ -6,29 +6,10 @@ import pytest
 import torch
 
 from handshape.geometry.graclus import MeshHierarchy
-from handshape.geometry.mesh_graph import mesh_hierarchy
-from handshape.handmodel.model import HandModel
 from handshape.nets.heads.graphcnn import MeshChebConv
 from handshape.nets.pose_regressor import PAPER_POSE_STAGES, PoseRegressor
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These graphs are small: one thread is faster, and immune to oversubscribed CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def hand() -> HandModel:
-    return HandModel.default()
-
-
-@pytest.fixture(scope="module")
-def hierarchy(hand: HandModel) -> MeshHierarchy:
-    return mesh_hierarchy(hand.data.faces, hand.num_vertices)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make(hierarchy: MeshHierarchy, seed: int = 0, dtype=torch.float32, **kwargs) -> PoseRegressor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,6 @@ PER_SPLIT = 200
 @pytest.fixture(scope="module")
 def config() -> SynthConfig:
     return SynthConfig.load(CONFIG_PATH)
-
-
-@pytest.fixture(scope="module")
-def single_thread() -> Iterator[None]:
-    # One hand at a time: torch's thread pool only adds overhead (and is 2x slower here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
