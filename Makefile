@@ -15,13 +15,14 @@ SYNTH_VAL ?= 512
 WORKERS ?= 2
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: help venv test lint pretrain ablate-losses compare-heads sheet synth synth-sheet bench clean
+.PHONY: help venv test lint pretrain ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
 
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
 	@echo "make ablate-losses  Table 1: Full, -Normal, -Edge, -Laplacian, -3D Pose side by side"
 	@echo "make compare-heads  Table 2: MANO-based, direct LBS and Graph CNN heads side by side"
+	@echo "make pose-baselines Fig. 8: pose straight from the image, through the mesh, from the latent"
 	@echo "make sheet     regenerate docs/handmodel.png (every gesture, two views)"
 	@echo "make synth     render the default synthetic set into $(SYNTH_DIR) (resumable)"
 	@echo "make bench     measure speeds; results in docs/benchmarks.md"
@@ -55,6 +56,9 @@ ablate-losses: venv
 
 compare-heads: venv
 	$(BIN)/handshape study configs/study/heads.yaml $(OVERRIDES)
+
+pose-baselines: venv
+	$(BIN)/handshape study configs/study/pose.yaml $(OVERRIDES)
 
 sheet: venv
 	$(BIN)/handshape handmodel sheet --out docs/handmodel.png

@@ -62,6 +62,9 @@ def test_a_study_file_is_read_and_checked(tmp_path: Path) -> None:
         ({"variants": {"..": []}}, r"'\.\.' cannot name a variant"),
         ({"variants": {"a/b": []}}, "'a/b' cannot name a variant"),
         ({"shared_stages": ["full"]}, "shared_stages must be among"),
+        ({"variants": {"B": {"after": "A"}}}, "'B' comes after 'A', which is not a variant"),
+        ({"variants": {"A": [], "B": {"overrides": []}}}, "'B': a mapping takes `after`"),
+        ({"variants": {"A": [], "B": {"after": "A", "x": 1}}}, "'B': a mapping takes `after`"),
         ({"colour": "red"}, r"unknown keys \['colour'\]"),
     ):
         with pytest.raises(ValueError, match=rf"bad.yaml: .*{message}"):
@@ -113,7 +116,8 @@ def test_a_rerun_skips_finished_variants(
     results = run_study(
         finished["study"], finished["out"], finished["overrides"], CONFIGS, progress=False
     )
-    assert all(r["minutes"] is None for r in results.values())
+    for name, r in results.items():  # the training minutes of the first run, read back
+        assert r["minutes"] == pytest.approx(finished["results"][name]["minutes"])
 
 
 def test_results_table_without_paper_numbers() -> None:
@@ -151,3 +155,155 @@ def test_run_names_with_odd_characters_are_kept_verbatim(tmp_path: Path) -> None
     cfg = _variant_config(study, "run #2", [], tmp_path, CONFIGS)
     assert cfg.output == str(tmp_path / "run #2")
     assert cfg.train.logging.group == "123" and cfg.experiment == "123-run #2"
+
+
+# ---- a study with a pose-only variant and one that continues another (Fig. 8) -----------------
+
+
+@pytest.fixture(scope="module")
+def pose_study(
+    tmp_path_factory: pytest.TempPathFactory, tiny_data_overrides: Callable[[Path], list[str]]
+) -> dict[str, Any]:
+    """configs/study/pose.yaml as shipped, on the tiny experiment."""
+    base = tmp_path_factory.mktemp("pose-study")
+    spec = yaml.safe_load((CONFIGS / "study" / "pose.yaml").read_text())
+    (base / "pose.yaml").write_text(yaml.safe_dump({**spec, "experiment": "tiny"}))
+    study = load_study(base / "pose.yaml")
+    out = base / "out"
+    overrides = tiny_data_overrides(base)
+    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
+    results = run_study(study, out, overrides, CONFIGS, progress=False, ensure_data=ensure)
+    return {"study": study, "out": out, "results": results}
+
+
+def test_the_pose_study_reads_its_variants(pose_study: dict[str, Any]) -> None:
+    study = pose_study["study"]
+    assert list(study.variants) == ["Baseline 1", "Baseline 2", "Task transfer"]
+    assert study.after == {"Task transfer": "Baseline 2"}
+    # a variant after another takes its overrides, then adds its own
+    own = ["model.pose_from=latent"]
+    assert study.variants["Task transfer"] == [*study.variants["Baseline 2"], *own]
+
+
+def test_a_pose_only_variant_trains_no_mesh_stages_and_has_no_mesh_error(
+    pose_study: dict[str, Any],
+) -> None:
+    out, results = pose_study["out"], pose_study["results"]
+    folder = out / "Baseline 1"
+    assert (folder / "hourglass" / "DONE").exists() and (folder / "full" / "DONE").exists()
+    assert not (folder / "pose_regressor").exists()  # no mesh for it to read
+    assert results["Baseline 1"]["mesh_error_mm"] is None
+    assert np.isfinite(results["Baseline 1"]["pose_error_mm"])
+    table = (out / "table.md").read_text().splitlines()
+    assert next(r for r in table if r.startswith("| Baseline 1")).startswith("| Baseline 1 | - | ")
+
+
+def test_a_variant_after_another_continues_its_training(pose_study: dict[str, Any]) -> None:
+    out, results = pose_study["out"], pose_study["results"]
+    for stage in ("hourglass", "pose_regressor", "full"):
+        mine = out / "Task transfer" / stage / "checkpoints" / "last.ckpt"
+        theirs = out / "Baseline 2" / stage / "checkpoints" / "last.ckpt"
+        assert mine.read_bytes() == theirs.read_bytes()
+    assert (out / "Task transfer" / "transfer" / "DONE").exists()
+    assert not (out / "Baseline 2" / "transfer").exists()
+    # the same mesh (a copy of Baseline 2's network), other joints (from the latent)
+    transfer, papers = results["Task transfer"], results["Baseline 2"]
+    assert transfer["mesh_error_mm"] == pytest.approx(papers["mesh_error_mm"], rel=1e-5)
+    assert transfer["pose_error_mm"] != pytest.approx(papers["pose_error_mm"], rel=1e-5)
+    table = (out / "table.md").read_text()
+    assert "count its own stages only: Task transfer after Baseline 2" in table
+
+
+def test_every_study_draws_the_pck_curves_of_its_variants(pose_study: dict[str, Any]) -> None:
+    image = np.asarray(Image.open(pose_study["out"] / "pck.png"))
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    figure = np.asarray(Image.open(pose_study["out"] / "previews.png"))
+    assert figure.shape[0] == 4 * 64  # three variants (one drawn as a skeleton) and the truth
+
+
+def test_a_variant_after_another_may_not_change_what_its_copied_stages_saw(
+    tmp_path: Path, tiny_data_overrides: Callable[[Path], list[str]]
+) -> None:
+    variants = {"A": [], "B": {"after": "A", "overrides": ["train.loss_weights.edge=0"]}}
+    study = load_study(write_study(tmp_path / "s.yaml", variants=variants))
+    with pytest.raises(ValueError, match=r"'B' continues 'A' but changes train.loss_weights.edge"):
+        run_study(study, tmp_path / "out", tiny_data_overrides(tmp_path), CONFIGS, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+# ---- one variant per GPU, side by side ---------------------------------------------------------
+
+
+def test_parallel_devices_are_the_visible_gpus_when_each_variant_takes_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handshape.ablation import parallel_devices
+    from handshape.config import load_experiment
+
+    def cfg(*overrides: str) -> Any:
+        return load_experiment("tiny", list(overrides), CONFIGS)
+
+    assert parallel_devices(cfg()) == []  # the CPU: one variant after the other
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = "train.trainer.accelerator=gpu"
+    assert parallel_devices(cfg(gpu)) == ["0", "1", "2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert parallel_devices(cfg(gpu)) == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert parallel_devices(cfg(gpu)) == []  # one GPU: nothing to run side by side
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert parallel_devices(cfg(gpu, "train.trainer.devices=4")) == []  # DDP takes them all
+    assert parallel_devices(cfg("train.trainer.accelerator=cpu")) == []
+
+
+@pytest.mark.slow
+def test_variants_run_side_by_side_one_per_device(
+    tmp_path: Path, tiny_data_overrides: Callable[[Path], list[str]]
+) -> None:
+    """Device names are passed through CUDA_VISIBLE_DEVICES, so any names work on a CPU."""
+    variants = {
+        "A": [],
+        "B": ["train.loss_weights.edge=0"],
+        "C": {"after": "A", "overrides": ["model.pose_from=latent"]},
+    }
+    study = load_study(write_study(tmp_path / "side.yaml", variants=variants, paper={}))
+    out = tmp_path / "out"
+    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
+    overrides = tiny_data_overrides(tmp_path)
+    results = run_study(
+        study, out, overrides, CONFIGS, progress=False, ensure_data=ensure, devices=["7", "8"]
+    )
+    logs = {name: (out / name / "train.log").read_text() for name in variants}
+    assert "[study] A on device 7" in logs["A"] and "[study] B on device 8" in logs["B"]
+    assert "[study] C on device" in logs["C"]
+    # C continues A: it started once A had finished, from A's network
+    assert (out / "C" / "train.log").stat().st_ctime >= (
+        out / "A" / "eval" / "metrics.json"
+    ).stat().st_mtime
+    assert results["C"]["mesh_error_mm"] == pytest.approx(results["A"]["mesh_error_mm"], rel=1e-5)
+    assert all(np.isfinite(r["pose_error_mm"]) for r in results.values())
+    assert (out / "table.md").exists() and (out / "pck.png").exists()
+
+
+@pytest.mark.slow
+def test_a_variant_that_fails_in_its_process_is_named_with_those_after_it(
+    tmp_path: Path, tiny_data_overrides: Callable[[Path], list[str]]
+) -> None:
+    variants = {
+        "Broken": ["model.pose_from=latent", "model.latent_pose.hidden=0"],
+        "Later": {"after": "Broken", "overrides": ["train.stages.transfer.steps=1"]},
+        "Fine": [],
+    }
+    study = load_study(write_study(tmp_path / "bad.yaml", variants=variants, paper={}))
+    out = tmp_path / "out"
+    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
+    overrides = tiny_data_overrides(tmp_path)
+    with pytest.raises(RuntimeError, match=r"variants \['Broken', 'Later'\] did not finish"):
+        run_study(
+            study, out, overrides, CONFIGS, progress=False, ensure_data=ensure, devices=["0", "1"]
+        )
+    assert "hidden must be positive" in (out / "Broken" / "train.log").read_text()
+    assert (out / "Fine" / "eval" / "metrics.json").exists()  # the others still finish
+    assert not (out / "Later" / "train.log").exists()

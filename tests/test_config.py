@@ -61,7 +61,7 @@ def test_quick_experiment_has_the_documented_cpu_preset() -> None:
     assert cfg.model.input_size == 128
     assert cfg.model.head.name == "graphcnn"
     assert cfg.train.trainer.accelerator == "cpu"
-    assert set(cfg.train.stages) == {"hourglass", "pose_regressor", "full"}
+    assert set(cfg.train.stages) == {"hourglass", "pose_regressor", "full", "transfer"}
     assert set(cfg.train.loss_weights) == {
         "heatmap",
         "vertex",

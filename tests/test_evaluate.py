@@ -270,3 +270,80 @@ def test_eval_command_reports_a_missing_checkpoint(
     ])  # fmt: skip
     assert code == 2
     assert str(missing) in capsys.readouterr().err
+
+
+# ---- meshes of another topology ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def subdivided_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """handshape's hand midpoint-subdivided, in the MANO layout: a model of another topology."""
+    from handshape.handmodel.mano_io import write_mano
+    from handshape.handmodel.model import HandModel
+    from meshes import subdivided_hand
+
+    path = tmp_path_factory.mktemp("topology") / "subdivided_mano.pkl"
+    write_mano(subdivided_hand(HandModel.default().data), path)
+    return path
+
+
+def test_meshes_of_one_topology_compare_vertex_to_vertex(
+    results: dict[str, Any], subdivided_file: Path
+) -> None:
+    from handshape.evaluate import mesh_alignment
+    from handshape.handmodel.mano_io import read_mano
+    from handshape.handmodel.model import HandModel
+
+    assert mesh_alignment(HandModel.default(), HandModel.default()) is None
+    assert results["mesh_alignment"] == "vertex to vertex"
+    # a model of the same mesh read from a MANO-layout file is the same topology
+    own = HandModel(read_mano(subdivided_file))
+    assert mesh_alignment(own, own) is None
+
+
+def test_a_mesh_of_another_topology_is_read_off_at_the_true_vertices(
+    subdivided_file: Path,
+) -> None:
+    """The subdivided hand contains every original vertex: mapped back, a posed subdivided hand
+    gives exactly the posed original one."""
+    from handshape.evaluate import mesh_alignment
+    from handshape.handmodel.mano_io import read_mano
+    from handshape.handmodel.model import HandModel
+
+    original, finer = HandModel.default().double(), HandModel(read_mano(subdivided_file)).double()
+    alignment = mesh_alignment(finer, original)
+    assert alignment is not None
+    assert (alignment.num_source, alignment.num_target) == (
+        finer.num_vertices,
+        original.num_vertices,
+    )
+    torch.manual_seed(0)
+    pose = 0.3 * torch.randn(2, 16, 3, dtype=torch.float64)
+    expected = original(pose=pose).vertices
+    mapped = alignment.apply(finer(pose=pose).vertices)
+    torch.testing.assert_close(mapped, expected, atol=1e-9, rtol=0)
+
+
+def test_evaluate_aligns_a_network_of_another_topology(
+    trained: dict[str, Any], subdivided_file: Path
+) -> None:
+    from handshape.geometry.mesh_graph import mesh_hierarchy
+    from handshape.handmodel.mano_io import read_mano
+    from handshape.handmodel.model import HandModel
+
+    cfg = {**trained["cfg"], "handmodel": {"mano": str(subdivided_file)}}
+    finer = HandModel(read_mano(subdivided_file))
+    hierarchy = mesh_hierarchy(
+        finer.data.faces, finer.num_vertices, levels=cfg["model"]["graph_levels"]
+    )
+    torch.manual_seed(0)
+    net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, finer).eval()
+    with torch.no_grad():  # the output layer starts at zero: give the mesh some shape
+        for lin in net.head.convs[-1].lins:
+            lin.weight.normal_(0, 0.1)
+    out = evaluate(net, cfg, trained["val"], batch_size=8, progress=False)
+    assert out["mesh_alignment"] == (
+        f"closest point on the aligned rest template ({finer.num_vertices} -> "
+        f"{HandModel.default().num_vertices} vertices)"
+    )
+    assert math.isfinite(out["mesh_error_mm"]) and out["mesh_error_mm"] > 0

@@ -8,6 +8,7 @@ A study is a YAML file (configs/study/*.yaml):
     variants:                              # name -> key=value overrides of the base experiment
       Full: []
       -Normal: [train.loss_weights.normal=0]
+      Transfer: {after: Full, overrides: [model.pose_from=latent]}   # continues Full's training
     paper:                                 # optional reference numbers, mm
       Full: {mesh: 7.95, pose: 8.03}
 
@@ -16,13 +17,19 @@ that no override touches (by default the hourglass and the pose regressor, which
 head nor the mesh losses) are trained once under OUT/shared/ and copied into each variant, so a
 study costs one pretraining plus one end-to-end stage per variant. Runs are resumable: a
 variant with metrics is skipped, an interrupted one resumes (`run_pretraining`). W&B runs are
-grouped by study. Results: OUT/<variant>/eval/metrics.json, OUT/table.md and OUT/previews.png
-(the first validation images with each variant's mesh, and the ground truth).
+grouped by study. A variant ``after`` another one takes that variant's overrides, adds its own
+(only ones that leave the earlier stages alone: where the joints come from, the transfer stage)
+and copies its finished stages, so it trains only what comes after them. Results:
+OUT/<variant>/eval/metrics.json, OUT/table.md, OUT/pck.png (every variant's 3D PCK curve) and
+OUT/previews.png (the first validation images with each variant's prediction, and the ground
+truth).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import re
 import shutil
 import time
@@ -37,20 +44,23 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 from torch.utils.data import default_collate
 
-from handshape.atomic import atomic_write
+from handshape.atomic import atomic_write, atomic_write_text
 from handshape.config import DEFAULT_CONFIGS, load_experiment
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.evaluate import evaluate, load_network, write_results
 from handshape.lit.pretrain import (
-    STAGES,
     lift_prediction,
     load_hand_model,
     overlay_row,
     prepare_batch,
+    stages_for,
 )
 from handshape.lit.train import run_pretraining
+from handshape.metrics import format_mm, plot_pck
 
 __all__ = ["Study", "load_study", "results_table", "run_study"]
+
+SHAREABLE = ("hourglass", "pose_regressor")  # the stages that see neither head nor mesh losses
 
 
 @dataclass(frozen=True)
@@ -58,9 +68,10 @@ class Study:
     name: str
     title: str
     experiment: str
-    variants: dict[str, list[str]]
-    shared_stages: tuple[str, ...] = ("hourglass", "pose_regressor")
+    variants: dict[str, list[str]]  # every variant's overrides, an `after` variant's included
+    shared_stages: tuple[str, ...] = SHAREABLE
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)  # variant -> the variant it continues
 
 
 def load_study(path: Path) -> Study:
@@ -78,26 +89,44 @@ def load_study(path: Path) -> Study:
     variants = raw["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"{path}: variants must map names to lists of key=value overrides")
-    for name, overrides in variants.items():
-        if not isinstance(overrides, list) or not all(
-            isinstance(o, str) and "=" in o for o in overrides
-        ):
-            raise ValueError(f"{path}: variant '{name}' needs a list of key=value overrides")
-        if not re.fullmatch(r"[\w+\-]([\w+\- ]*[\w+\-])?", str(name)) or name == "shared":
+    overrides_of: dict[str, list[str]] = {}
+    after: dict[str, str] = {}
+    for name, spec in variants.items():
+        name = str(name)
+        if not re.fullmatch(r"[\w+\-]([\w+\- ]*[\w+\-])?", name) or name == "shared":
             raise ValueError(
                 f"{path}: '{name}' cannot name a variant (it names a folder: letters, digits, "
                 "spaces inside, '_', '+', '-'; not 'shared')"
             )
-    shared = tuple(raw.get("shared_stages", ("hourglass", "pose_regressor")))
-    if not set(shared) <= set(STAGES) - {"full"}:
-        raise ValueError(f"{path}: shared_stages must be among hourglass, pose_regressor")
+        own = spec
+        if isinstance(spec, dict):
+            if set(spec) - {"after", "overrides"} or "after" not in spec:
+                raise ValueError(
+                    f"{path}: variant '{name}': a mapping takes `after` (an earlier variant) "
+                    "and `overrides`"
+                )
+            earlier = str(spec["after"])
+            if earlier not in overrides_of:
+                raise ValueError(
+                    f"{path}: variant '{name}' comes after '{earlier}', which is not a variant "
+                    "listed before it"
+                )
+            after[name] = earlier
+            own = spec.get("overrides") or []
+        if not isinstance(own, list) or not all(isinstance(o, str) and "=" in o for o in own):
+            raise ValueError(f"{path}: variant '{name}' needs a list of key=value overrides")
+        overrides_of[name] = [*overrides_of.get(after.get(name, ""), []), *own]
+    shared = tuple(raw.get("shared_stages", SHAREABLE))
+    if not set(shared) <= set(SHAREABLE):
+        raise ValueError(f"{path}: shared_stages must be among {', '.join(SHAREABLE)}")
     return Study(
         name=Path(path).stem,
         title=str(raw["title"]),
         experiment=str(raw["experiment"]),
-        variants={str(k): list(v) for k, v in variants.items()},
+        variants=overrides_of,
         shared_stages=shared,
         paper={str(k): dict(v) for k, v in (raw.get("paper") or {}).items()},
+        after=after,
     )
 
 
@@ -114,7 +143,16 @@ def _variant_config(
 
 # What a variant may change while still reusing the shared stages: nothing that the hourglass
 # or the pose regressor sees (their data, sizes, seed, optimiser and schedule).
-_FREE_FOR_VARIANTS = ("model.head.", "train.loss_weights.", "train.stages.full.")
+_FREE_FOR_VARIANTS = (
+    "model.head.",
+    "model.pose_from",
+    "model.latent_pose.",
+    "train.loss_weights.",
+    "train.stages.full.",
+    "train.stages.transfer.",
+)
+# What a variant may change on top of the variant it continues: what the stages after "full" see.
+_FREE_AFTER = ("model.pose_from", "model.latent_pose.", "train.stages.transfer.")
 _RUN_NAMES = ("output", "experiment", "train.logging.group")
 
 
@@ -127,14 +165,19 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def _check_shareable(study: Study, name: str, base: DictConfig, cfg: DictConfig) -> None:
-    a = _flat(OmegaConf.to_container(base, resolve=True))
-    b = _flat(OmegaConf.to_container(cfg, resolve=True))
-    changed = sorted(
+def _changed(a_cfg: DictConfig, b_cfg: DictConfig, free: tuple[str, ...]) -> list[str]:
+    """The settings two configs disagree on, other than run names and the ``free`` prefixes."""
+    a = _flat(OmegaConf.to_container(a_cfg, resolve=True))
+    b = _flat(OmegaConf.to_container(b_cfg, resolve=True))
+    return sorted(
         k
         for k in set(a) | set(b)
-        if a.get(k) != b.get(k) and k not in _RUN_NAMES and not k.startswith(_FREE_FOR_VARIANTS)
+        if a.get(k) != b.get(k) and k not in _RUN_NAMES and not k.startswith(free)
     )
+
+
+def _check_shareable(study: Study, name: str, base: DictConfig, cfg: DictConfig) -> None:
+    changed = _changed(base, cfg, _FREE_FOR_VARIANTS)
     if changed:
         raise ValueError(
             f"study '{study.name}': variant '{name}' changes {', '.join(changed)}, which the "
@@ -150,13 +193,16 @@ def run_study(
     configs: Path | None = None,
     progress: bool = True,
     ensure_data: Any = None,
+    devices: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Train and evaluate every variant (skipping finished ones); write the table and figure.
+    """Train and evaluate every variant (skipping finished ones); write the table and figures.
 
     overrides: key=value applied to every variant (e.g. a shorter budget). ensure_data: a
-    callable(cfg) that makes the experiment's synthetic set where it is missing.
-    Returns per variant: metrics.json's content plus "minutes" (training wall time, or None
-    when it was trained by an earlier run).
+    callable(cfg) that makes the experiment's synthetic set where it is missing. devices: the
+    GPUs to run variants on side by side, one variant per GPU (default: `parallel_devices`;
+    one device or none: one variant after the other).
+    Returns per variant: metrics.json's content plus "minutes" (training wall time, also
+    for variants trained by an earlier run; None where unknown).
     """
     out = Path(out)
     common = list(overrides or [])
@@ -165,45 +211,162 @@ def run_study(
         name: _variant_config(study, name, [*common, *extra], out, configs)
         for name, extra in study.variants.items()
     }
-    if study.shared_stages:  # before any training: a refused study costs nothing
+    # Before any training: a refused study costs nothing.
+    if study.shared_stages:
         for name, cfg in configs_of.items():
             _check_shareable(study, name, base, cfg)
+    for name, earlier in study.after.items():
+        changed = _changed(configs_of[earlier], configs_of[name], _FREE_AFTER)
+        if changed:
+            raise ValueError(
+                f"study '{study.name}': variant '{name}' continues '{earlier}' but changes "
+                f"{', '.join(changed)}, which its copied stages depend on"
+            )
     if ensure_data is not None:
         ensure_data(base)
     if study.shared_stages:
         run_pretraining(base, progress, stages=study.shared_stages)
-    results: dict[str, dict[str, Any]] = {}
+    pending = []
     for name, variant_overrides in study.variants.items():
-        cfg = configs_of[name]
-        folder = out / name
-        _claim(folder, [*common, *variant_overrides])
-        metrics = folder / "eval" / "metrics.json"
-        if metrics.exists():
-            print(f"[study] {name}: done earlier ({metrics})")
-            results[name] = {**json.loads(metrics.read_text()), "minutes": None}
-            continue
-        for stage in study.shared_stages:
-            if not (folder / stage / "DONE").exists():
-                # Copied under a temporary name, then renamed: an interrupted copy is redone.
-                tmp = folder / f".{stage}.copying"
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.rmtree(folder / stage, ignore_errors=True)
-                shutil.copytree(out / "shared" / stage, tmp)
-                tmp.rename(folder / stage)
-        print(f"[study] {name}: {' '.join(variant_overrides) or '(base experiment)'}")
-        start = time.perf_counter()
-        bundle = run_pretraining(cfg, progress)
-        minutes = (time.perf_counter() - start) / 60
-        net, resolved = load_network(bundle)
-        metrics_out = evaluate(net, resolved, Path(cfg.data.root) / "val", progress=progress)
-        write_results(metrics_out, folder / "eval")
-        results[name] = {**metrics_out, "minutes": minutes}
+        _claim(out / name, [*common, *variant_overrides])
+        if (out / name / "eval" / "metrics.json").exists():
+            print(f"[study] {name}: done earlier ({out / name / 'eval'})")
+        else:
+            pending.append(name)
+    slots = parallel_devices(base) if devices is None else list(devices)
+    if len(slots) > 1 and len(pending) > 1:
+        _train_in_parallel(study, {n: configs_of[n] for n in pending}, out, slots)
+    else:
+        for name in pending:
+            _train_variant(study, name, configs_of[name], out, progress)
+    results = {name: _read_results(out / name) for name in study.variants}
     table = results_table(study, results)
-    atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table))
+    atomic_write_text(out / "table.md", table)
+    curves = {
+        name: (np.asarray(r["pck_curve"]["thresholds_mm"]), np.asarray(r["pck_curve"]["pck"]))
+        for name, r in results.items()
+    }
+    pck = plot_pck(curves, out / "pck.png", title=study.title)
     figure = previews(study, out, base)
     print(table)
-    print(f"[study] wrote {out / 'table.md'} and {figure}")
+    print(f"[study] wrote {out / 'table.md'}, {pck} and {figure}")
     return results
+
+
+def parallel_devices(cfg: DictConfig) -> list[str]:
+    """The GPUs a study can run its variants on side by side: every visible CUDA device, when
+    there are several and each variant trains on one device; otherwise none (sequential: on
+    CPU, or when each variant spreads over the GPUs itself with DDP)."""
+    trainer = cfg.train.trainer
+    if str(trainer.accelerator) not in ("gpu", "cuda", "auto") or str(trainer.devices) != "1":
+        return []
+    if int(trainer.num_nodes) != 1 or not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [d.strip() for d in visible.split(",") if d.strip()]
+    else:
+        ids = [str(i) for i in range(torch.cuda.device_count())]
+    return ids if len(ids) > 1 else []
+
+
+def _train_variant(study: Study, name: str, cfg: DictConfig, out: Path, progress: bool) -> None:
+    """Train one variant (from its copied stages onwards) and evaluate it into OUT/<name>/eval."""
+    folder = out / name
+    stages = stages_for(OmegaConf.to_container(cfg.model, resolve=True))
+    if name in study.after:
+        source = out / study.after[name]
+        for stage in stages:
+            if (source / stage / "DONE").exists():
+                _copy_stage(source / stage, folder / stage)
+    for stage in study.shared_stages:
+        if stage in stages:
+            _copy_stage(out / "shared" / stage, folder / stage)
+    print(f"[study] {name}: {' '.join(study.variants[name]) or '(base experiment)'}")
+    start = time.perf_counter()
+    bundle = run_pretraining(cfg, progress)
+    minutes = (time.perf_counter() - start) / 60
+    net, resolved = load_network(bundle)
+    metrics = evaluate(net, resolved, Path(cfg.data.root) / "val", progress=progress)
+    # Minutes first: metrics.json marks the variant finished.
+    atomic_write_text(folder / "eval" / "train_minutes.txt", f"{minutes}\n")
+    write_results(metrics, folder / "eval")
+
+
+def _read_results(folder: Path) -> dict[str, Any]:
+    """A finished variant's metrics.json plus "minutes" (None where not recorded)."""
+    minutes = folder / "eval" / "train_minutes.txt"
+    return {
+        **json.loads((folder / "eval" / "metrics.json").read_text()),
+        "minutes": float(minutes.read_text()) if minutes.exists() else None,
+    }
+
+
+def _variant_process(study: Study, name: str, cfg: DictConfig, out: Path, device: str) -> None:
+    """Entry point of a variant's own process: one GPU, output into OUT/<name>/train.log."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = device  # before anything initialises CUDA here
+    log = out / name / "train.log"
+    with open(log, "a", buffering=1) as stream:
+        # File descriptors, not sys.stdout: Lightning's and W&B's handlers write there too.
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        print(f"[study] {name} on device {device}", flush=True)
+        _train_variant(study, name, cfg, out, progress=False)
+
+
+def _train_in_parallel(
+    study: Study, configs: dict[str, DictConfig], out: Path, devices: list[str], poll: float = 2.0
+) -> None:
+    """Each variant in its own process on its own device, as many at once as there are
+    devices; a variant after another waits for it. Raises naming the variants that failed."""
+    context = mp.get_context("spawn")  # a fresh CUDA state per process
+    waiting = list(configs)
+    running: dict[str, tuple[Any, str]] = {}
+    free = list(devices)
+    failed: list[str] = []
+    while waiting or running:
+        for name in list(waiting):
+            if not free:
+                break
+            if study.after.get(name) in waiting or study.after.get(name) in running:
+                continue  # the variant it continues has not finished yet
+            device = free.pop(0)
+            args = (study, name, configs[name], out, device)
+            process = context.Process(target=_variant_process, args=args, name=f"study-{name}")
+            process.start()
+            running[name] = (process, device)
+            waiting.remove(name)
+            print(f"[study] {name}: started on device {device} (log: {out / name / 'train.log'})")
+        time.sleep(poll)
+        for name, (process, device) in list(running.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            del running[name]
+            free.append(device)
+            if process.exitcode == 0:
+                print(f"[study] {name}: finished")
+                continue
+            failed.append(name)
+            # Variants that continue a failed one (directly or not) cannot run.
+            while lost := [v for v in waiting if study.after.get(v) in failed]:
+                failed += lost
+                waiting = [v for v in waiting if v not in lost]
+    if failed:
+        logs = ", ".join(str(out / name / "train.log") for name in failed)
+        raise RuntimeError(f"study '{study.name}': variants {failed} did not finish; see {logs}")
+
+
+def _copy_stage(source: Path, target: Path) -> None:
+    """A finished stage's folder copied into a variant, unless the variant has it already;
+    copied under a temporary name, then renamed, so that an interrupted copy is redone."""
+    if (target / "DONE").exists():
+        return
+    tmp = target.parent / f".{target.name}.copying"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    tmp.rename(target)
 
 
 def _claim(folder: Path, overrides: list[str]) -> None:
@@ -219,7 +382,7 @@ def _claim(folder: Path, overrides: list[str]) -> None:
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(record, lambda tmp: Path(tmp).write_text(json.dumps(overrides)))
+    atomic_write_text(record, json.dumps(overrides))
 
 
 def results_table(study: Study, results: dict[str, dict[str, Any]]) -> str:
@@ -234,7 +397,7 @@ def results_table(study: Study, results: dict[str, dict[str, Any]]) -> str:
     for name, r in results.items():
         minutes = "-" if r.get("minutes") is None else f"{r['minutes']:.1f}"
         row = (
-            f"| {name} | {r['mesh_error_mm']:.1f} | {r['pose_error_mm']:.1f} "
+            f"| {name} | {format_mm(r['mesh_error_mm'])} | {r['pose_error_mm']:.1f} "
             f"| {r['pck']['auc_20_50']:.3f} | {minutes} |"
         )
         if has_paper:
@@ -242,7 +405,13 @@ def results_table(study: Study, results: dict[str, dict[str, Any]]) -> str:
             row += "".join(f" {ref[k]:.2f} |" if k in ref else " - |" for k in ("mesh", "pose"))
         lines.append(row)
     samples = {r["samples"] for r in results.values()}
-    lines += ["", f"Validation samples: {', '.join(str(s) for s in sorted(samples))}.", ""]
+    lines += ["", f"Validation samples: {', '.join(str(s) for s in sorted(samples))}."]
+    if study.after:
+        continued = ", ".join(f"{k} after {v}" for k, v in study.after.items())
+        lines.append(
+            f"Training minutes of a variant after another count its own stages only: {continued}."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -258,7 +427,9 @@ def previews(study: Study, out: Path, base: DictConfig, count: int = 4) -> Path:
         gt = prepare_batch(batch, net.input_size, cfg["model"]["heatmap_sigma"])
         with torch.no_grad():
             pred = net(gt["image"])
-        vertices = lift_prediction(pred.vertices, gt, net.input_size)
+        vertices = (
+            None if pred.vertices is None else lift_prediction(pred.vertices, gt, net.input_size)
+        )
         joints = lift_prediction(pred.joints, gt, net.input_size)
         rows.append(overlay_row(gt, vertices, joints, faces, count))
         labels.append(name)

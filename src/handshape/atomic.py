@@ -27,3 +27,8 @@ def atomic_write(path: Path, write: Callable[[str], object], suffix: str = ".tmp
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """`atomic_write` of a text file (UTF-8). Returns `path`."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -228,6 +228,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from handshape.evaluate import evaluate, load_network, write_results
     from handshape.lit.report import write_report
     from handshape.lit.train import run_pretraining
+    from handshape.metrics import format_mm
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
     _ensure_synthetic(cfg, args.workers)
@@ -238,7 +239,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     write_results(results, out / "eval")
     report = write_report(out, results)
     print(
-        f"[pretrain] mesh error {results['mesh_error_mm']:.1f} mm, pose error "
+        f"[pretrain] mesh error {format_mm(results['mesh_error_mm'])} mm, pose error "
         f"{results['pose_error_mm']:.1f} mm, AUC(20-50) {results['pck']['auc_20_50']:.3f}"
     )
     print(f"[pretrain] report: {report}; inference bundle: {bundle}")

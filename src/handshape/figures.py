@@ -53,6 +53,8 @@ def qualitative_figure(
             gt = prepare_batch(batch, net.input_size, cfg["model"]["heatmap_sigma"])
             with torch.no_grad():
                 pred = net(gt["image"])
+            if pred.vertices is None:
+                raise ValueError(f"{checkpoint}: a pose-only network ({label}) has no mesh to draw")
             vertices = lift_prediction(pred.vertices, gt, net.input_size)
             joints = lift_prediction(pred.joints, gt, net.input_size)
             tiles += _sample_tiles(label, gt, vertices, joints, faces, renderer, size)

@@ -36,6 +36,7 @@ __all__ = [
     "THRESHOLDS_ZIMMERMANN",
     "align_root_scale",
     "auc",
+    "format_mm",
     "mean_joint_error",
     "mean_vertex_error",
     "pck_curve",
@@ -307,3 +308,9 @@ def plot_pck(
     fmt = out.suffix.lstrip(".").lower() or "png"
     atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt))
     return out
+
+
+def format_mm(value: float | None, digits: int = 1) -> str:
+    """A distance in mm for tables and logs; "-" where there is none (the mesh error of a
+    pose-only network)."""
+    return "-" if value is None else f"{value:.{digits}f}"

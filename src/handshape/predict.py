@@ -19,7 +19,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from handshape.atomic import atomic_write
+from handshape.atomic import atomic_write, atomic_write_text
 from handshape.geometry.camera import from_uvd, uv_to_pixels
 from handshape.lit.pretrain import load_hand_model
 from handshape.nets.network import HandNet
@@ -79,7 +79,8 @@ def predict_image(
     hand_scale: float | None = None,
     mesh_format: str = "ply",
 ) -> dict[str, Path]:
-    """Predict one photograph; writes NAME.{ply|obj}, NAME_joints.json and NAME_overlay.png."""
+    """Predict one photograph; writes NAME.{ply|obj} (not for a pose-only network),
+    NAME_joints.json and NAME_overlay.png; returns their paths by kind."""
     image = _read_image(image_path)
     width, height = image.size
     crop = Crop.around(box, width, height)
@@ -108,18 +109,16 @@ def predict_image(
     def lift(uvd: torch.Tensor) -> np.ndarray:
         return from_uvd(uvd, K, root_t, scale_t, size)[0].numpy()
 
-    vertices, joints = lift(result.vertices), lift(result.joints)
+    joints = lift(result.joints)
     joints_img = crop.to_image(uv_to_pixels(result.joints[0, :, :2], size).numpy(), size)
-    verts_img = crop.to_image(uv_to_pixels(result.vertices[0, :, :2], size).numpy(), size)
-
     stem = image_path.stem
-    paths = {
-        "mesh": out / f"{stem}.{mesh_format}",
-        "joints": out / f"{stem}_joints.json",
-        "overlay": out / f"{stem}_overlay.png",
-    }
-    mesh = trimesh.Trimesh(vertices, model.data.faces, process=False)
-    atomic_write(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
+    paths = {"joints": out / f"{stem}_joints.json", "overlay": out / f"{stem}_overlay.png"}
+    verts_img = None
+    if result.vertices is not None:
+        verts_img = crop.to_image(uv_to_pixels(result.vertices[0, :, :2], size).numpy(), size)
+        mesh = trimesh.Trimesh(lift(result.vertices), model.data.faces, process=False)
+        paths["mesh"] = out / f"{stem}.{mesh_format}"
+        atomic_write(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
     record = {
         "image": str(image_path),
         "crop_xy_side": [crop.x0, crop.y0, crop.side],
@@ -128,7 +127,7 @@ def predict_image(
         "joints_3d_m": joints.tolist(),
         "joints_uvd": result.joints[0].tolist(),
     }
-    atomic_write(paths["joints"], lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    atomic_write_text(paths["joints"], json.dumps(record, indent=1))
     overlay = draw_mesh_overlay(np.asarray(image), verts_img, model.data.faces, joints_img)
     atomic_write(paths["overlay"], lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
     return paths

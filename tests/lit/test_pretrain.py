@@ -27,6 +27,7 @@ from handshape.lit.pretrain import (
     lift_prediction,
     prepare_batch,
     preview_grid,
+    stages_for,
 )
 from handshape.metrics import mean_vertex_error
 
@@ -37,8 +38,19 @@ TERMS = {
     "hourglass": {"heatmap", "total"},
     "pose_regressor": {"pose", "total"},
     "full": {"heatmap", "vertex", "normal", "edge", "laplacian", "pose", "total"},
+    "transfer": {"pose", "total"},
 }
-PARTS = {"hourglass": "hourglass", "pose_regressor": "pose_regressor"}  # stage -> trained part
+# stage -> trained part
+PARTS = {"hourglass": "hourglass", "pose_regressor": "pose_regressor", "transfer": "latent_pose"}
+POSE_ONLY = ("model.head.name=none", "model.pose_from=latent")  # Baseline 1 of Fig. 8
+TRANSFER = ("model.pose_from=latent",)  # a mesh head, joints from the latent: task transfer
+# Every stage of every kind of network: (stage, overrides).
+STAGE_CASES = [
+    *((stage, ()) for stage in ("hourglass", "pose_regressor", "full")),
+    ("full", POSE_ONLY),
+    ("full", TRANSFER),
+    ("transfer", TRANSFER),
+]
 
 
 def tiny_cfg(*overrides: str) -> dict[str, Any]:
@@ -90,6 +102,23 @@ def test_preview_grid_draws_prediction_above_ground_truth(
     assert (grid[64:, :64] != plain[0]).any()  # the mesh and skeleton are drawn on the image
     shifted = {k: v + torch.tensor([0.02, 0.0, 0.0]) for k, v in truth.items()}
     assert (preview_grid(prepared, shifted, faces, count=3)[:64] != grid[:64]).any()
+
+
+def test_the_preview_of_a_pose_only_network_draws_its_skeleton_alone(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    faces = HandModel.default().data.faces
+    skeleton = preview_grid(prepared, {"joints": prepared["joints_3d"]}, faces, count=2)
+    full = preview_grid(
+        prepared,
+        {"vertices": prepared["vertices"], "joints": prepared["joints_3d"]},
+        faces,
+        count=2,
+    )
+    np.testing.assert_array_equal(skeleton[64:], full[64:])  # the ground truth keeps its mesh
+    assert (skeleton[:64] != full[:64]).any()  # no wireframe above it
+    plain = (prepared["image"][:2].permute(0, 2, 3, 1) * 255).byte().numpy()
+    assert (skeleton[:64, :64] != plain[0]).any()  # but the skeleton
 
 
 # ---- prepare_batch ----------------------------------------------------------------------------
@@ -175,27 +204,39 @@ def test_heatmaps_of_joints_outside_the_crop_are_empty(batch: dict[str, torch.Te
 
 
 def test_the_stages_of_the_schedule() -> None:
-    assert STAGES == ("hourglass", "pose_regressor", "full")
+    assert STAGES == ("hourglass", "pose_regressor", "full", "transfer")
+    assert stages_for(tiny_cfg()["model"]) == ("hourglass", "pose_regressor", "full")
+    # a pose-only network has no mesh for a pose regressor to read
+    assert stages_for(tiny_cfg(*POSE_ONLY)["model"]) == ("hourglass", "full")
+    assert stages_for(tiny_cfg(*TRANSFER)["model"]) == STAGES
     with pytest.raises(ValueError, match=r"unknown stage 'warmup'"):
         PretrainModule(tiny_cfg(), "warmup")
+    with pytest.raises(ValueError, match=r"stage 'transfer' does not belong to this network"):
+        PretrainModule(tiny_cfg(), "transfer")
+    with pytest.raises(ValueError, match=r"'pose_regressor' does not belong .* hourglass, full"):
+        PretrainModule(tiny_cfg(*POSE_ONLY), "pose_regressor")
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(("stage", "overrides"), STAGE_CASES)
 def test_compute_losses_returns_the_documented_finite_terms(
-    prepared: dict[str, torch.Tensor], stage: str
+    prepared: dict[str, torch.Tensor], stage: str, overrides: tuple[str, ...]
 ) -> None:
-    module = make_module(stage)
+    module = make_module(stage, *overrides)
     terms, out = module.compute_losses(prepared)
-    assert set(terms) == TERMS[stage]
+    mesh_terms = {"vertex", "normal", "edge", "laplacian"}
+    assert set(terms) == TERMS[stage] - (mesh_terms if overrides == POSE_ONLY else set())
     for name, value in terms.items():
         assert value.ndim == 0, name
         assert torch.isfinite(value), name
         assert value >= 0, name
     if stage == "full":
         weights = module.cfg["train"]["loss_weights"]
-        expected = sum(weights[k] * terms[k] for k in TERMS["full"] - {"total"})
+        expected = sum(weights[k] * v for k, v in terms.items() if k != "total")
         torch.testing.assert_close(terms["total"], expected)
-        assert out is not None and out.vertices.shape[0] == 4
+        assert out is not None and out.joints.shape[0] == 4
+        assert (out.vertices is None) == (overrides == POSE_ONLY)
+    elif stage == "transfer":
+        torch.testing.assert_close(terms["total"], terms["pose"])
     else:
         only = (TERMS[stage] - {"total"}).pop()
         torch.testing.assert_close(terms["total"], terms[only])
@@ -223,15 +264,22 @@ def test_pose_regressor_stage_is_exact_on_its_own_targets(
     assert terms["pose"] < 1e-8
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_trains_exactly_its_part(prepared: dict[str, torch.Tensor], stage: str) -> None:
-    module = make_module(stage)
+@pytest.mark.parametrize(("stage", "overrides"), STAGE_CASES)
+def test_each_stage_trains_exactly_its_part(
+    prepared: dict[str, torch.Tensor], stage: str, overrides: tuple[str, ...]
+) -> None:
+    module = make_module(stage, *overrides)
     terms, _ = module.compute_losses(prepared)
     terms["total"].backward()
     optimiser = module.configure_optimizers()
     optimised = {id(p) for group in optimiser.param_groups for p in group["params"]}
     part = module.net if stage == "full" else getattr(module.net, PARTS[stage])
-    assert optimised == {id(p) for p in part.parameters()}
+    expected = {id(p) for p in part.parameters()}
+    if stage == "full" and overrides == TRANSFER:
+        # the latent regressor of a task-transfer network waits for the transfer stage
+        assert module.net.latent_pose is not None
+        expected -= {id(p) for p in module.net.latent_pose.parameters()}
+    assert optimised == expected
     for name, p in module.net.named_parameters():
         in_part = id(p) in optimised
         if in_part:
@@ -244,7 +292,12 @@ def test_each_stage_trains_exactly_its_part(prepared: dict[str, torch.Tensor], s
         optimiser.step()
         optimiser.zero_grad()
         module.compute_losses(prepared)[0]["total"].backward()
-        for child in ("hourglass", "encoder", "head", "pose_regressor"):
+        chain = {
+            (): ("hourglass", "encoder", "head", "pose_regressor"),
+            POSE_ONLY: ("hourglass", "encoder", "latent_pose"),
+            TRANSFER: ("hourglass", "encoder", "head", "pose_regressor"),
+        }[overrides]
+        for child in chain:
             grads = [p.grad for p in getattr(module.net, child).parameters()]
             assert any(g is not None and g.abs().sum() > 0 for g in grads), child
 
@@ -348,3 +401,77 @@ def test_the_baseline_heads_train_in_the_full_stage(
         terms["total"].backward()
         optimiser.step()
     assert module.compute_losses(prepared)[0]["vertex"].item() < first
+
+
+# ---- pose-only networks and task transfer (Fig. 8) ---------------------------------------------
+
+
+def test_the_end_to_end_stage_of_task_transfer_is_the_papers(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    """Same seed, same losses: the task-transfer network's end-to-end stage trains exactly what
+    the paper's network trains (the joints from the mesh), whatever its latent regressor says."""
+    papers, _ = make_module("full").compute_losses(prepared)
+    transfer, _ = make_module("full", *TRANSFER).compute_losses(prepared)
+    for name, value in papers.items():
+        torch.testing.assert_close(transfer[name], value, msg=name)
+
+
+def test_the_transfer_stage_leaves_the_trained_network_untouched(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    """Training mode of the transfer stage keeps the frozen parts in eval mode: their batch-norm
+    statistics stay; a few steps change the latent regressor only, and lower its loss."""
+    module = make_module("transfer", *TRANSFER, "train.optimizer=adam")
+    module.train()
+    assert module.net.latent_pose is not None and module.net.latent_pose.training
+    assert not module.net.hourglass.training and not module.net.head.training
+    frozen = {
+        k: v.clone() for k, v in module.net.state_dict().items() if not k.startswith("latent_pose.")
+    }
+    optimiser = module.configure_optimizers()
+    first = None
+    for _ in range(10):
+        terms, _ = module.compute_losses(prepared)
+        first = first if first is not None else terms["pose"].item()
+        optimiser.zero_grad()
+        terms["total"].backward()
+        optimiser.step()
+    for k, v in module.net.state_dict().items():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+    assert module.compute_losses(prepared)[0]["pose"].item() < first
+
+
+def test_a_pose_only_network_trains_and_validates_on_its_joints(
+    prepared: dict[str, torch.Tensor],
+) -> None:
+    module = make_module("full", *POSE_ONLY, "train.optimizer=adam")
+    assert module.monitor == "val/pose_error" and not module.net.has_mesh
+    assert make_module("full").monitor == "val/mesh_error"
+    optimiser = module.configure_optimizers()
+    first = None
+    for _ in range(15):
+        terms, _ = module.compute_losses(prepared)
+        first = first if first is not None else terms["pose"].item()
+        optimiser.zero_grad()
+        terms["total"].backward()
+        optimiser.step()
+    assert module.compute_losses(prepared)[0]["pose"].item() < first
+    with torch.no_grad():
+        pred = module.predict_camera(prepared)
+    assert set(pred) == {"joints"} and pred["joints"].shape == (4, 21, 3)
+
+
+def test_training_on_meshes_of_another_topology_is_a_clear_error(
+    prepared: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    from handshape.handmodel.mano_io import write_mano
+    from meshes import subdivided_hand
+
+    path = tmp_path / "finer.pkl"
+    write_mano(subdivided_hand(HandModel.default().data), path)
+    module = make_module("full", f"handmodel.mano={path}")
+    n = HandModel.default().num_vertices
+    with pytest.raises(ValueError, match=rf"data's meshes have {n} vertices, .*finer.pkl"):
+        module.compute_losses(prepared)

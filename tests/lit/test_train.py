@@ -28,12 +28,13 @@ from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
 from handshape.evaluate import load_network
 from handshape.lit import train as train_mod
-from handshape.lit.pretrain import STAGES, PretrainModule
+from handshape.lit.pretrain import PretrainModule
 from handshape.lit.train import run_pretraining
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 STEPS = {"hourglass": 2, "pose_regressor": 2, "full": 4}
+STAGES = tuple(STEPS)  # the paper's network: no transfer stage
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning"

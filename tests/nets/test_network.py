@@ -108,3 +108,58 @@ def test_forward_is_the_composition_of_the_parts(hierarchy: MeshHierarchy) -> No
         out = net(image)
     torch.testing.assert_close(out.latent, latent)
     torch.testing.assert_close(out.vertices, vertices)
+
+
+# ---- where the joints come from (model.pose_from; Fig. 8) --------------------------------------
+
+
+def test_a_pose_only_network_has_no_mesh_and_regresses_joints_from_the_latent(
+    hierarchy: MeshHierarchy,
+) -> None:
+    net = build(hierarchy, "model.head.name=none", "model.pose_from=latent", experiment="tiny")
+    net.eval()
+    assert not net.has_mesh and net.head is None and net.pose_regressor is None
+    assert net.latent_pose is not None
+    with torch.no_grad():  # the output layer starts at zero: give it weights
+        net.latent_pose.fc[-1].weight.normal_(0, 0.1)
+        out = net(torch.rand(2, 3, 64, 64))
+        again = net.latent_pose(out.latent)
+    assert out.vertices is None and out.mesh_joints is None
+    assert out.joints.shape == (2, 21, 3)
+    torch.testing.assert_close(out.joints, again)
+    assert not torch.allclose(out.joints[0], out.joints[1])
+
+
+def test_a_task_transfer_network_is_the_papers_plus_a_latent_regressor(
+    hierarchy: MeshHierarchy,
+) -> None:
+    """Built last, the latent regressor leaves every other starting weight as the paper's
+    network has them; the network answers with the latent's joints, the mesh's ride along."""
+    papers = build(hierarchy, experiment="tiny").eval()
+    transfer = build(hierarchy, "model.pose_from=latent", experiment="tiny").eval()
+    mine = transfer.state_dict()
+    for k, v in papers.state_dict().items():
+        torch.testing.assert_close(mine[k], v, msg=k)
+    assert {k.split(".")[0] for k in set(mine) - set(papers.state_dict())} == {"latent_pose"}
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out, reference = transfer(image), papers(image)
+        from_latent = transfer.latent_pose(out.latent)
+    torch.testing.assert_close(out.vertices, reference.vertices)
+    torch.testing.assert_close(out.mesh_joints, reference.joints)
+    torch.testing.assert_close(out.joints, from_latent)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("model.head.name=none",), r"model.head.name=none \(no mesh\) needs model.pose_from"),
+        (("model.pose_from=heatmaps",), r"model.pose_from must be one of .*'heatmaps'"),
+        (("model.pose_from=latent", "model.latent_pose.hidden=0"), r"hidden must be positive"),
+    ],
+)
+def test_impossible_joint_sources_are_clear_errors(
+    hierarchy: MeshHierarchy, overrides: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        build(hierarchy, *overrides, experiment="tiny")

@@ -2,7 +2,11 @@
 
 Stages (the paper's schedule): "hourglass" trains the stacked hourglass with L_H; "pose_regressor"
 trains the linear graph regressor with L_J on ground-truth meshes; "full" trains everything end to
-end with L_fully = w_H L_H + L_M + w_J L_J, L_M = w_v L_v + w_n L_n + w_e L_e + w_l L_l.
+end with L_fully = w_H L_H + L_M + w_J L_J, L_M = w_v L_v + w_n L_n + w_e L_e + w_l L_l. A network
+decides which stages it has (`stages_for`): a pose-only one (``model.head.name: none``) has no
+pose-regressor stage and no mesh terms, its L_J on the joints from the latent vector; a
+task-transfer one (a mesh head and ``model.pose_from: latent``) trains "full" like the paper's
+network, then "transfer" trains only the latent pose regressor with L_J, the rest frozen.
 
 Mesh and pose terms are computed on root-relative, scale-normalised camera coordinates
 ((xyz - root) / scale, the predicted uvd lifted with the ground-truth root depth, scale and
@@ -29,11 +33,28 @@ from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.mano_io import read_mano
 from handshape.handmodel.model import HandModel
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
-from handshape.nets.network import HandNet, NetOutput
+from handshape.nets.network import NO_HEAD, HandNet, NetOutput
 from handshape.render.annotate import draw_mesh_overlay
 
-STAGES = ("hourglass", "pose_regressor", "full")
+STAGES = ("hourglass", "pose_regressor", "full", "transfer")
+# The part of the network each partial stage trains; "full" trains all of it.
+TRAINED_BY = {
+    "hourglass": "hourglass",
+    "pose_regressor": "pose_regressor",
+    "transfer": "latent_pose",
+}
 PREVIEW_IMAGES = 4  # validation images drawn with their predicted mesh at every validation
+
+
+def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The stages a network of this model config trains, in order (see the module docstring)."""
+    has_mesh = str(model_cfg["head"]["name"]) != NO_HEAD
+    from_latent = str(model_cfg.get("pose_from", "mesh")) == "latent"
+    return tuple(
+        s
+        for s in STAGES
+        if (s != "pose_regressor" or has_mesh) and (s != "transfer" or (has_mesh and from_latent))
+    )
 
 
 def load_hand_model(mano: str | None) -> HandModel:
@@ -75,17 +96,20 @@ def prepare_batch(
 
 def overlay_row(
     gt: dict[str, torch.Tensor],
-    vertices: torch.Tensor,
+    vertices: torch.Tensor | None,
     joints: torch.Tensor,
     faces: np.ndarray,
     count: int,
 ) -> np.ndarray:
     """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
-    given camera-frame vertices (B, N, 3) and joints (B, 21, 3) drawn on them."""
+    given camera-frame vertices (B, N, 3; None: a pose-only network, skeleton only) and joints
+    (B, 21, 3) drawn on them."""
     images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
     K = gt["K"][:count]
-    v_px = project(vertices[:count].float(), K).detach().cpu().numpy()
     j_px = project(joints[:count].float(), K).detach().cpu().numpy()
+    v_px: Any = [None] * len(images)
+    if vertices is not None:
+        v_px = project(vertices[:count].float(), K).detach().cpu().numpy()
     tiles = [draw_mesh_overlay(i, v, faces, j) for i, v, j in zip(images, v_px, j_px, strict=True)]
     return np.concatenate(tiles, axis=1)
 
@@ -95,7 +119,7 @@ def preview_grid(
 ) -> np.ndarray:
     """(2 S, count * S, 3) uint8: the predicted mesh and joints (top row) and the ground truth
     (bottom row) on the first ``count`` images of a prepared batch."""
-    top = overlay_row(gt, pred["vertices"], pred["joints"], faces, count)
+    top = overlay_row(gt, pred.get("vertices"), pred["joints"], faces, count)
     bottom = overlay_row(gt, gt["vertices"], gt["joints_3d"], faces, count)
     return np.concatenate([top, bottom], axis=0)
 
@@ -123,15 +147,43 @@ class PretrainModule(pl.LightningModule):
         faces = model.data.faces
         hierarchy = mesh_hierarchy(faces, model.num_vertices, levels=cfg["model"]["graph_levels"])
         self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, model)
-        if stage != "full":
-            # Only this stage's part learns; DDP refuses parameters that get no gradient.
-            self.net.requires_grad_(False)
-            getattr(self.net, stage).requires_grad_(True)
+        if stage not in stages_for(cfg["model"]):
+            raise ValueError(
+                f"stage '{stage}' does not belong to this network (its stages: "
+                f"{', '.join(stages_for(cfg['model']))})"
+            )
+        # Only this stage's part learns; DDP refuses parameters that get no gradient. The
+        # latent pose regressor of a task-transfer network waits for its own stage.
+        self.net.requires_grad_(stage == "full")
+        if stage in TRAINED_BY:
+            getattr(self.net, TRAINED_BY[stage]).requires_grad_(True)
+        elif self.net.has_mesh and self.net.latent_pose is not None:
+            self.net.latent_pose.requires_grad_(False)
         self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
         self.register_buffer("edges", losses.mesh_edges(faces), persistent=False)
         self.laplacian = losses.uniform_laplacian(faces, model.num_vertices)
         self.weights = cfg["train"]["loss_weights"]
         self._val_errors: list[np.ndarray] = []
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric whose best value picks best.ckpt."""
+        if self.stage == "hourglass":
+            return "val/heatmap"
+        return "val/mesh_error" if self.stage == "full" and self.net.has_mesh else "val/pose_error"
+
+    def on_train_start(self) -> None:
+        # Lightning (2.6) keeps the modes modules have at the start of fit; set them here.
+        self.train()
+
+    def train(self, mode: bool = True) -> PretrainModule:
+        super().train(mode)
+        if mode and self.stage == "transfer":
+            # The frozen network keeps its batch-norm statistics: only the new regressor learns.
+            self.net.eval()
+            assert self.net.latent_pose is not None
+            self.net.latent_pose.train()
+        return self
 
     # -- forward pieces --------------------------------------------------------------------------
 
@@ -144,12 +196,32 @@ class PretrainModule(pl.LightningModule):
     def _normalised(self, xyz: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
         return (xyz - gt["root"][:, None]) / gt["scale"][:, None, None]
 
+    def _check_topology(self, data_vertices: int) -> None:
+        mine = int(self.laplacian.shape[0])
+        if data_vertices != mine:
+            model = self.cfg["handmodel"]["mano"] or "handshape's own hand"
+            raise ValueError(
+                f"the data's meshes have {data_vertices} vertices, the network's hand model "
+                f"({model}) {mine}: mesh losses need meshes of one topology, so train on data "
+                "made with that model (handshape's synthetic data use its own hand; evaluation "
+                "does align other topologies)"
+            )
+
+    def _stage_joints(self, out: NetOutput) -> torch.Tensor:
+        """The joints this stage trains and validates: the end-to-end stage of a task-transfer
+        network trains the mesh's joints (its latent regressor is not trained yet)."""
+        if self.stage == "full" and out.mesh_joints is not None:
+            return out.mesh_joints
+        return out.joints
+
     # -- losses ----------------------------------------------------------------------------------
 
     def compute_losses(
         self, gt: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], NetOutput | None]:
         w = self.weights
+        if self.stage in ("pose_regressor", "full") and self.net.has_mesh:
+            self._check_topology(gt["vertices"].shape[1])
         terms: dict[str, torch.Tensor] = {}
         out: NetOutput | None = None
         if self.stage == "hourglass":
@@ -161,17 +233,23 @@ class PretrainModule(pl.LightningModule):
             pred = self._normalised(self.lift(joints_uvd, gt), gt)
             terms["pose"] = losses.pose_loss(pred, gt["joints_n"])
             total = terms["pose"]
+        elif self.stage == "transfer":
+            out = self.net(gt["image"])
+            joints = self._normalised(self.lift(out.joints, gt), gt)
+            terms["pose"] = losses.pose_loss(joints, gt["joints_n"])
+            total = terms["pose"]
         else:
             out = self.net(gt["image"])
-            verts = self._normalised(self.lift(out.vertices, gt), gt)
-            joints = self._normalised(self.lift(out.joints, gt), gt)
+            joints = self._normalised(self.lift(self._stage_joints(out), gt), gt)
             terms["heatmap"] = losses.heatmap_loss(out.heatmaps, gt["heatmaps"])
-            terms["vertex"] = losses.vertex_loss(
-                verts, gt["vertices_n"], out.vertices[..., :2], gt["vertices_uvd"][..., :2]
-            )
-            terms["normal"] = losses.normal_loss(verts, gt["vertices_n"], self.faces)
-            terms["edge"] = losses.edge_loss(verts, gt["vertices_n"], self.edges)
-            terms["laplacian"] = losses.laplacian_loss(verts, gt["vertices_n"], self.laplacian)
+            if out.vertices is not None:
+                verts = self._normalised(self.lift(out.vertices, gt), gt)
+                terms["vertex"] = losses.vertex_loss(
+                    verts, gt["vertices_n"], out.vertices[..., :2], gt["vertices_uvd"][..., :2]
+                )
+                terms["normal"] = losses.normal_loss(verts, gt["vertices_n"], self.faces)
+                terms["edge"] = losses.edge_loss(verts, gt["vertices_n"], self.edges)
+                terms["laplacian"] = losses.laplacian_loss(verts, gt["vertices_n"], self.laplacian)
             terms["pose"] = losses.pose_loss(joints, gt["joints_n"])
             total = sum(w[k] * v for k, v in terms.items())
         terms["total"] = total
@@ -196,7 +274,10 @@ class PretrainModule(pl.LightningModule):
             joints = self.lift(self.net.pose_regressor(gt["vertices_uvd"]), gt)
             return {"joints": joints}
         out = self.net(gt["image"])
-        return {"vertices": self.lift(out.vertices, gt), "joints": self.lift(out.joints, gt)}
+        pred = {"joints": self.lift(self._stage_joints(out), gt)}
+        if out.vertices is not None:
+            pred["vertices"] = self.lift(out.vertices, gt)
+        return pred
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
@@ -223,13 +304,13 @@ class PretrainModule(pl.LightningModule):
             )
         errors = torch.linalg.vector_norm(pred["joints"] - gt["joints_3d"], dim=-1) * 1000
         self._val_errors.append(errors.detach().cpu().numpy())
-        if batch_idx == 0 and "vertices" in pred and self.trainer.is_global_zero:
+        if batch_idx == 0 and self.trainer.is_global_zero:
             self._log_preview(gt, pred)
 
     def _log_preview(self, gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor]) -> None:
         """The first validation images with the predicted (top) and true (bottom) mesh and
         joints: a PNG per validation under <stage>/previews/, and an image in W&B."""
-        if not all(torch.isfinite(pred[k]).all() for k in ("vertices", "joints")):
+        if not all(torch.isfinite(v).all() for v in pred.values()):
             return  # a diverged run logs NaN metrics; drawing NaN points would crash it
         grid = preview_grid(gt, pred, self.faces.cpu().numpy(), count=PREVIEW_IMAGES)
         step = int(self.global_step)
@@ -248,11 +329,7 @@ class PretrainModule(pl.LightningModule):
         self._val_errors.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = {
-            "hourglass": self.net.hourglass.parameters(),
-            "pose_regressor": self.net.pose_regressor.parameters(),
-            "full": self.net.parameters(),
-        }[self.stage]
+        params = [p for p in self.net.parameters() if p.requires_grad]  # set per stage
         name, lr = self.cfg["train"]["optimizer"], float(self.cfg["train"]["lr"])
         if name == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from handshape.atomic import atomic_write
+from handshape.atomic import atomic_write_text
+from handshape.metrics import format_mm
 
 PAPER = {"mesh_error_mm": 7.95, "pose_error_mm": 8.03}  # Table 1, "Full", synthetic validation
 
 
 def write_report(out: Path, results: dict[str, Any]) -> Path:
     """out/report.md: metrics next to the paper's, the PCK plot, where everything lies."""
-    pck = results["pck"]
+    pck, mesh = results["pck"], format_mm(results["mesh_error_mm"], 2)
     lines = [
         "# Pretraining report",
         "",
@@ -22,7 +23,7 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         "",
         "| metric | this run | paper (Table 1, full model, paper-scale training) |",
         "|---|---|---|",
-        f"| mesh error (mm) | {results['mesh_error_mm']:.2f} | {PAPER['mesh_error_mm']} |",
+        f"| mesh error (mm) | {mesh} | {PAPER['mesh_error_mm']} |",
         f"| pose error (mm) | {results['pose_error_mm']:.2f} | {PAPER['pose_error_mm']} |",
         f"| 3D PCK AUC, 20-50 mm (20 thresholds) | {pck['auc_20_50']:.3f} | |",
         f"| 3D PCK AUC, 20-50 mm (Zimmermann's 12) | {pck['auc_20_50_zb']:.3f} | |",
@@ -39,4 +40,4 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         "",
     ]
     text = "\n".join(lines)
-    return atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_text(out / "report.md", text)

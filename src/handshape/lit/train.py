@@ -20,9 +20,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from handshape.atomic import atomic_write
+from handshape.atomic import atomic_write, atomic_write_text
 from handshape.data.datamodules import SyntheticDataModule
-from handshape.lit.pretrain import STAGES, PretrainModule
+from handshape.lit.pretrain import TRAINED_BY, PretrainModule, stages_for
 
 
 def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
@@ -70,15 +70,10 @@ def train_stage(
         # Sub-modules trained by earlier stages; the rest starts from its initialisation.
         missing = module.load_state_dict(init, strict=False)
         assert not missing.unexpected_keys, missing.unexpected_keys
-    monitor = {
-        "hourglass": "val/heatmap",
-        "pose_regressor": "val/pose_error",
-        "full": "val/mesh_error",
-    }[stage]
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
-        monitor=monitor,
+        monitor=module.monitor,
         mode="min",
         save_top_k=1,
         auto_insert_metric_name=False,
@@ -125,19 +120,28 @@ def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
     }
     atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp))
     config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
-    atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(config_yaml))
+    atomic_write_text(out / "config.yaml", config_yaml)
     return out
 
 
-def run_pretraining(
-    config: DictConfig, progress: bool = True, stages: tuple[str, ...] = STAGES
-) -> Path:
-    """The stages of the schedule (all by default), then the bundle; returns the bundle folder.
+def best_or_last(folder: Path) -> Path:
+    """A finished stage's best checkpoint (by its validation metric), else its last one."""
+    best = folder / "checkpoints" / "best.ckpt"
+    return best if best.exists() else folder / "checkpoints" / "last.ckpt"
 
-    With ``stages`` short of "full" only those stages train and no bundle is written (a study
-    trains the stages its variants share once, see `handshape.ablation`)."""
+
+def run_pretraining(
+    config: DictConfig, progress: bool = True, stages: tuple[str, ...] | None = None
+) -> Path:
+    """The network's stages (`stages_for`), then the bundle; returns the bundle folder.
+
+    With ``stages`` given, only those of the network's stages train, and the bundle is
+    written only if they include its last stage (a study trains the stages its variants share
+    once, see `handshape.ablation`)."""
     cfg = OmegaConf.to_container(config, resolve=True)
     assert isinstance(cfg, dict)
+    schedule = stages_for(cfg["model"])
+    todo = schedule if stages is None else tuple(s for s in schedule if s in stages)
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
@@ -154,23 +158,24 @@ def run_pretraining(
         augmentation=cfg["data"]["augmentation"],
         seed=int(cfg["train"]["seed"]),
     )
-    # Each stage trains one part; the end-to-end stage starts from the parts trained before.
-    trained = {"hourglass": "net.hourglass.", "pose_regressor": "net.pose_regressor."}
+    # The end-to-end stage starts from the parts trained before it; the transfer stage from the
+    # end-to-end network (its best checkpoint, the one a bundle would hold).
     init: dict[str, torch.Tensor] = {}
-    for stage in stages:
+    for stage in todo:
         last = out / stage / "checkpoints" / "last.ckpt"
         if (out / stage / "DONE").exists():
             print(f"[pretrain] stage '{stage}' already done ({last})")
         else:
             print(f"[pretrain] stage '{stage}': {cfg['train']['stages'][stage]['steps']} steps")
-            last = train_stage(cfg, stage, out, data, init if stage == "full" else None, progress)
-        if stage in trained:
-            init.update({k: v for k, v in _weights(last).items() if k.startswith(trained[stage])})
-    best = out / "full" / "checkpoints" / "best.ckpt"
-    if "full" not in stages:
+            start = init if stage in ("full", "transfer") else None
+            last = train_stage(cfg, stage, out, data, start, progress)
+        if stage == "full":
+            init = _weights(best_or_last(out / stage))
+        elif stage != "transfer":
+            prefix = f"net.{TRAINED_BY[stage]}."
+            init.update({k: v for k, v in _weights(last).items() if k.startswith(prefix)})
+    if schedule[-1] not in todo:
         return out
     if rank_zero_only.rank != 0:  # under DDP every rank runs this; one writes the bundle
         return out / "bundle"
-    return export_bundle(
-        cfg, best if best.exists() else out / "full" / "checkpoints" / "last.ckpt", out / "bundle"
-    )
+    return export_bundle(cfg, best_or_last(out / schedule[-1]), out / "bundle")

@@ -1,4 +1,10 @@
-"""The whole network of Fig. 3: stacked hourglass -> residual encoder -> mesh head -> joints."""
+"""The whole network of Fig. 3: stacked hourglass -> residual encoder -> mesh head -> joints.
+
+Where the joints come from is a setting, ``model.pose_from``: ``mesh`` (the paper's method: the
+linear graph regressor on the head's vertices) or ``latent`` (`LatentPoseRegressor` on the latent
+vector: with ``model.head.name: none`` the pose-only "Baseline 1" of Fig. 8, with a mesh head the
+"task transfer" network, whose mesh joints still train the end-to-end stage).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,11 @@ from handshape.handmodel.model import HandModel
 from handshape.nets.encoder import ResidualEncoder
 from handshape.nets.heads import build_head
 from handshape.nets.hourglass import StackedHourglass
+from handshape.nets.latent_pose import LatentPoseRegressor
 from handshape.nets.pose_regressor import PoseRegressor
+
+POSE_SOURCES = ("mesh", "latent")
+NO_HEAD = "none"  # model.head.name of a pose-only network
 
 
 def _plain(section: Any) -> dict[str, Any]:
@@ -30,8 +40,9 @@ def _plain(section: Any) -> dict[str, Any]:
 class NetOutput(NamedTuple):
     heatmaps: list[torch.Tensor]  # per stack (B, 21, S/4, S/4)
     latent: torch.Tensor  # (B, L)
-    vertices: torch.Tensor  # (B, N, 3) uvd
-    joints: torch.Tensor  # (B, 21, 3) uvd, regressed from the vertices
+    vertices: torch.Tensor | None  # (B, N, 3) uvd; None for a pose-only network
+    joints: torch.Tensor  # (B, 21, 3) uvd: the network's answer (from model.pose_from)
+    mesh_joints: torch.Tensor | None  # (B, 21, 3) uvd regressed from the vertices; None if no mesh
 
 
 class HandNet(nn.Module):
@@ -39,6 +50,9 @@ class HandNet(nn.Module):
 
     hierarchy: the coarsening tree of the output mesh (the Graph CNN head and the pose
     regressor); hand: the parametric hand model, needed by the mano and lbs heads.
+
+    Attributes: ``head`` and ``pose_regressor`` (None for a pose-only network), ``latent_pose``
+    (None unless ``model.pose_from: latent``).
     """
 
     def __init__(
@@ -63,20 +77,49 @@ class HandNet(nn.Module):
         # model.head.name picks the head; model.head.<name> holds that head's settings, so
         # every head's settings can sit in one config and a swap is `model.head.name=mano`.
         name = str(cfg.head.name)
-        context: dict[str, Any] = {"hierarchy": hierarchy}
-        if hand is not None:
-            context["hand"] = hand  # the parametric heads (mano, lbs) pose this model
-        settings = cfg.head.get(name)
-        flat = {k: v for k, v in cfg.head.items() if k != "name"}
-        if settings is None and not any(isinstance(v, Mapping) for v in flat.values()):
-            settings = flat  # bundles written before heads had their own sections
-        self.head = build_head(name, context, latent_dim=cfg.encoder.latent_dim, **_plain(settings))
-        self.pose_regressor = PoseRegressor(
-            hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)
-        )
+        pose_from = str(cfg.get("pose_from", "mesh"))  # bundles from before the setting: mesh
+        if pose_from not in POSE_SOURCES:
+            raise ValueError(f"model.pose_from must be one of {POSE_SOURCES}, got '{pose_from}'")
+        if name == NO_HEAD and pose_from != "latent":
+            raise ValueError(
+                "model.head.name=none (no mesh) needs model.pose_from=latent: the joints of a "
+                "pose-only network come from the latent vector"
+            )
+        self.head: nn.Module | None = None
+        self.pose_regressor: PoseRegressor | None = None
+        if name != NO_HEAD:
+            context: dict[str, Any] = {"hierarchy": hierarchy}
+            if hand is not None:
+                context["hand"] = hand  # the parametric heads (mano, lbs) pose this model
+            settings = cfg.head.get(name)
+            flat = {k: v for k, v in cfg.head.items() if k != "name"}
+            if settings is None and not any(isinstance(v, Mapping) for v in flat.values()):
+                settings = flat  # bundles written before heads had their own sections
+            self.head = build_head(
+                name, context, latent_dim=cfg.encoder.latent_dim, **_plain(settings)
+            )
+            self.pose_regressor = PoseRegressor(
+                hierarchy, num_joints=num_joints, **_plain(cfg.pose_regressor)
+            )
+        # Built last, so that the modules before it start from the same random weights whether
+        # or not it exists (a task-transfer network trains the same end-to-end stage).
+        self.latent_pose: LatentPoseRegressor | None = None
+        if pose_from == "latent":
+            self.latent_pose = LatentPoseRegressor(
+                cfg.encoder.latent_dim, num_joints, **_plain(cfg.get("latent_pose"))
+            )
+
+    @property
+    def has_mesh(self) -> bool:
+        return self.head is not None
 
     def forward(self, image: torch.Tensor) -> NetOutput:
         heatmaps, features = self.hourglass(image)
         latent = self.encoder(torch.cat([heatmaps[-1], features], dim=1))
-        vertices = self.head(latent)
-        return NetOutput(heatmaps, latent, vertices, self.pose_regressor(vertices))
+        vertices = mesh_joints = None
+        if self.head is not None and self.pose_regressor is not None:
+            vertices = self.head(latent)
+            mesh_joints = self.pose_regressor(vertices)
+        joints = self.latent_pose(latent) if self.latent_pose is not None else mesh_joints
+        assert joints is not None  # __init__ refuses a network without a joint source
+        return NetOutput(heatmaps, latent, vertices, joints, mesh_joints)

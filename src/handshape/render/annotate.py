@@ -48,18 +48,21 @@ def draw_skeleton(
 
 
 def draw_mesh_overlay(
-    image: np.ndarray, vertices_px: np.ndarray, faces: np.ndarray, joints_px: np.ndarray
+    image: np.ndarray, vertices_px: np.ndarray | None, faces: np.ndarray, joints_px: np.ndarray
 ) -> np.ndarray:
     """Image (H, W, 3) uint8 with a mesh wireframe (translucent) and the skeleton drawn on it.
 
-    vertices_px: (N, 2) and joints_px: (21, 2) pixel coordinates; faces: (F, 3).
+    vertices_px: (N, 2) pixel coordinates, or None for the skeleton alone (a pose-only
+    network); joints_px: (21, 2) pixel coordinates; faces: (F, 3).
     """
-    canvas = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGBA")
-    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    edges = np.unique(np.sort(np.asarray(faces)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
-    for a, b in edges:
-        draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
-    merged = Image.alpha_composite(canvas, layer).convert("RGB")
+    merged = np.ascontiguousarray(image, dtype=np.uint8)
+    if vertices_px is not None:
+        canvas = Image.fromarray(merged).convert("RGBA")
+        layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        pairs = np.asarray(faces)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        for a, b in np.unique(np.sort(pairs, 1), axis=0):
+            draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
+        merged = np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
     width = max(1, round(max(image.shape[:2]) / 200))
-    return draw_skeleton(np.asarray(merged), joints_px, radius=1.5 * width, width=width)
+    return draw_skeleton(merged, joints_px, radius=1.5 * width, width=width)
