@@ -307,3 +307,18 @@ def test_a_variant_that_fails_in_its_process_is_named_with_those_after_it(
     assert "hidden must be positive" in (out / "Broken" / "train.log").read_text()
     assert (out / "Fine" / "eval" / "metrics.json").exists()  # the others still finish
     assert not (out / "Later" / "train.log").exists()
+
+
+def test_a_variant_folder_made_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """Same overrides, but a config file changed since: the old results would be stale."""
+    from handshape.ablation import _claim
+    from handshape.config import load_experiment
+
+    before = load_experiment("tiny", [], CONFIGS)
+    after = load_experiment("tiny", ["model.head.mano.hidden=7"], CONFIGS)
+    _claim(tmp_path / "A", [], before)
+    _claim(tmp_path / "A", [], before)  # unchanged: accepted
+    with pytest.raises(
+        ValueError, match=r"settings.json: .*other settings \(model.head.mano.hidden"
+    ):
+        _claim(tmp_path / "A", [], after)

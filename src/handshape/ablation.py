@@ -228,7 +228,7 @@ def run_study(
         run_pretraining(base, progress, stages=study.shared_stages)
     pending = []
     for name, variant_overrides in study.variants.items():
-        _claim(out / name, [*common, *variant_overrides])
+        _claim(out / name, [*common, *variant_overrides], configs_of[name])
         if (out / name / "eval" / "metrics.json").exists():
             print(f"[study] {name}: done earlier ({out / name / 'eval'})")
         else:
@@ -369,10 +369,15 @@ def _copy_stage(source: Path, target: Path) -> None:
     tmp.rename(target)
 
 
-def _claim(folder: Path, overrides: list[str]) -> None:
-    """Record a variant's overrides in its folder; refuse a folder made with other ones (its
-    results would be stale)."""
-    record = folder / "overrides.json"
+def _claim(folder: Path, overrides: list[str], cfg: DictConfig) -> None:
+    """Record a variant's overrides and resolved settings in its folder; refuse a folder made
+    with other ones (its results would be stale), e.g. after a config file changed."""
+    record, settings = folder / "overrides.json", folder / "settings.json"
+    flat = {
+        k: v
+        for k, v in _flat(OmegaConf.to_container(cfg, resolve=True)).items()
+        if k not in _RUN_NAMES
+    }
     if record.exists():
         found = json.loads(record.read_text())
         if found != overrides:
@@ -380,8 +385,18 @@ def _claim(folder: Path, overrides: list[str]) -> None:
                 f"{record}: this variant was run with {found}, now {overrides}; "
                 "use another --out or delete the folder"
             )
-        return
+        # Folders from before settings were recorded are checked by their overrides only.
+        if settings.exists():
+            before = json.loads(settings.read_text())
+            changed = sorted(k for k in set(before) | set(flat) if before.get(k) != flat.get(k))
+            if changed:
+                raise ValueError(
+                    f"{settings}: this variant was run with other settings ({', '.join(changed)}"
+                    "); use another --out or delete the folder"
+                )
+            return
     folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(settings, json.dumps(flat, indent=1, sort_keys=True, default=str))
     atomic_write_text(record, json.dumps(overrides))
 
 

@@ -75,6 +75,25 @@ def test_heads_start_from_the_upright_rest_hand(hand: HandModel, name: str) -> N
     assert (tips < 0).all()
 
 
+def test_both_heads_start_from_the_same_turned_hand(hand: HandModel) -> None:
+    """start_rotation (axis-angle, camera frame) turns the rest hand both heads start from."""
+    turn = (0.1, 0.5, -1.4)
+    latent = torch.randn(2, LATENT)
+    mano = build_head("mano", {"hand": hand}, latent_dim=LATENT, hidden=32, start_rotation=turn)
+    lbs = build_head("lbs", {"hand": hand}, latent_dim=LATENT, hidden=32, start_rotation=turn)
+    rotation = axis_angle_to_matrix(torch.tensor(turn)).float()
+    rest = hand()
+    expected = weak_perspective_uvd(
+        rest.vertices.float() @ rotation.T, rest.joints.float() @ rotation.T, torch.zeros(1, 3)
+    )
+    for head in (mano, lbs):
+        torch.testing.assert_close(head(latent), expected.expand(2, -1, -1), atol=5e-4, rtol=0)
+    upright = build_head("mano", {"hand": hand}, latent_dim=LATENT, hidden=32)
+    assert (upright(latent) - expected).abs().max() > 0.1
+    with pytest.raises(ValueError, match=r"start_rotation must be 3 numbers"):
+        build_head("lbs", {"hand": hand}, latent_dim=LATENT, start_rotation=(1.0, 2.0))
+
+
 @pytest.mark.parametrize("name", ["mano", "lbs"])
 def test_head_fits_posed_hands_from_fixed_latents(hand: HandModel, name: str) -> None:
     """Each baseline learns: 150 Adam steps on 4 posed hands cut the vertex error 3x."""

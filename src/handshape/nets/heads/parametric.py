@@ -18,6 +18,12 @@ frame of the posed hand is the camera frame: x right, y down, z away from the ca
 sigma = SIGMA0 * exp(s) with (s, t_u, t_v) regressed. The hand model is not part of the state
 dict (it is fixed data) and moves to the latent's device on first use.
 
+Both start (output layer at zero) from the rest hand turned by ``start_rotation`` (axis-angle,
+camera frame). The default, pi about x, stands the hand upright in the image with its back to the
+camera; a data set seen mostly from elsewhere should give its mean orientation
+(scripts/mean_orientation.py), or these heads spend their first steps turning the hand round,
+which the Graph CNN head, having no such prior, does not have to do.
+
 Shapes: B batch, L latent size, N vertices of the hand model, S its shape coefficients.
 """
 
@@ -29,6 +35,7 @@ import torch
 from torch import nn
 
 from handshape.geometry.camera import hand_scale
+from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.ik import inverse_kinematics
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.skeleton import NUM_KINEMATIC
@@ -38,6 +45,7 @@ __all__ = ["SIGMA0", "DirectLBSHead", "ManoHead", "weak_perspective_uvd"]
 # uv units per hand-scale unit at s = 0: the synthetic crops show the hand (about 4 scale units
 # long) over 55-85 % of the crop side, i.e. over about 1.4 of the 2 uv units.
 SIGMA0 = 0.35
+UPRIGHT_BACK = (math.pi, 0.0, 0.0)  # the default start_rotation (see the module docstring)
 
 
 def weak_perspective_uvd(
@@ -77,12 +85,18 @@ def _mlp(latent_dim: int, hidden: int, out: int) -> nn.Sequential:
 class _ParametricHead(nn.Module):
     """Holds a hand model outside the state dict and keeps it on the latent's device."""
 
-    def __init__(self, latent_dim: int, hand: HandModel) -> None:
+    def __init__(
+        self, latent_dim: int, hand: HandModel, start_rotation: tuple[float, ...] = UPRIGHT_BACK
+    ) -> None:
         super().__init__()
         if latent_dim <= 0:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+        if len(start_rotation) != 3:
+            raise ValueError(f"start_rotation must be 3 numbers (axis-angle), got {start_rotation}")
         self.latent_dim = latent_dim
         self._hand = [hand]  # a list: not a registered sub-module, so not in the state dict
+        start = torch.tensor([float(a) for a in start_rotation], dtype=torch.float32)
+        self.register_buffer("start_rotation", start, persistent=False)
 
     @property
     def hand(self) -> HandModel:
@@ -108,12 +122,18 @@ class ManoHead(_ParametricHead):
         hand: the parametric model (handshape's own or MANO read by `read_mano`).
         hidden: width of the two hidden FC layers.
         shape_scale: the regressed shape coefficients are multiplied by this (they are ~N(0, 1)).
+        start_rotation: axis-angle (3,) of the global rotation the head starts from.
     """
 
     def __init__(
-        self, latent_dim: int, hand: HandModel, hidden: int = 512, shape_scale: float = 1.0
+        self,
+        latent_dim: int,
+        hand: HandModel,
+        hidden: int = 512,
+        shape_scale: float = 1.0,
+        start_rotation: tuple[float, ...] = UPRIGHT_BACK,
     ) -> None:
-        super().__init__(latent_dim, hand)
+        super().__init__(latent_dim, hand, start_rotation)
         self.num_shapes = hand.num_shapes
         self.shape_scale = shape_scale
         self.fc = _mlp(latent_dim, hidden, self.num_shapes + NUM_KINEMATIC * 3 + 3)
@@ -124,10 +144,8 @@ class ManoHead(_ParametricHead):
         out = self.fc(latent)
         s = self.num_shapes
         pose = out[:, s : s + NUM_KINEMATIC * 3].view(-1, NUM_KINEMATIC, 3)
-        # A rotation of pi about x turns the rest hand (fingers +y, palm -z) upright in the image
-        # (y points down) with its back to the camera: the global rotation starts from there.
-        flip = pose.new_tensor([math.pi, 0.0, 0.0])
-        pose = torch.cat([pose[:, :1] + flip, pose[:, 1:]], dim=1)
+        start = self.start_rotation.to(pose.dtype)[None, None]
+        pose = torch.cat([pose[:, :1] + start, pose[:, 1:]], dim=1)
         return {"shape": out[:, :s] * self.shape_scale, "pose": pose, "camera": out[:, -3:]}
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -147,14 +165,21 @@ class DirectLBSHead(_ParametricHead):
         latent_dim: L.
         hand: the parametric model whose template is skinned.
         hidden: width of the two hidden FC layers.
+        start_rotation: axis-angle (3,) turning the rest joints the head starts from.
     """
 
-    def __init__(self, latent_dim: int, hand: HandModel, hidden: int = 512) -> None:
-        super().__init__(latent_dim, hand)
+    def __init__(
+        self,
+        latent_dim: int,
+        hand: HandModel,
+        hidden: int = 512,
+        start_rotation: tuple[float, ...] = UPRIGHT_BACK,
+    ) -> None:
+        super().__init__(latent_dim, hand, start_rotation)
         self.fc = _mlp(latent_dim, hidden, 21 * 3 + 3)
         rest = torch.as_tensor(hand.rest_joints, dtype=torch.float32)
-        # Start from the rest hand turned to face the camera (see ManoHead): y and z flip.
-        rest = (rest - rest[:1]) / hand_scale(rest[None])[0] * rest.new_tensor([1.0, -1.0, -1.0])
+        turn = axis_angle_to_matrix(self.start_rotation)
+        rest = (rest - rest[:1]) / hand_scale(rest[None])[0] @ turn.T
         self.register_buffer("rest", rest, persistent=False)
 
     def joints_and_camera(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
