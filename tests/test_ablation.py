@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
 from handshape.ablation import Study, load_study, results_table, run_study
@@ -164,10 +166,13 @@ def test_run_names_with_odd_characters_are_kept_verbatim(tmp_path: Path) -> None
 def pose_study(
     tmp_path_factory: pytest.TempPathFactory, tiny_data_overrides: Callable[[Path], list[str]]
 ) -> dict[str, Any]:
-    """configs/study/pose.yaml as shipped, on the tiny experiment."""
+    """configs/study/pose.yaml as shipped, on the tiny experiment, plus a variant continuing the
+    task transfer with another transfer budget."""
     base = tmp_path_factory.mktemp("pose-study")
     spec = yaml.safe_load((CONFIGS / "study" / "pose.yaml").read_text())
-    (base / "pose.yaml").write_text(yaml.safe_dump({**spec, "experiment": "tiny"}))
+    longer = {"after": "Task transfer", "overrides": ["train.stages.transfer.steps=3"]}
+    spec["variants"]["Longer transfer"] = longer
+    (base / "pose.yaml").write_text(yaml.safe_dump({**spec, "experiment": "tiny"}, sort_keys=False))
     study = load_study(base / "pose.yaml")
     out = base / "out"
     overrides = tiny_data_overrides(base)
@@ -178,8 +183,8 @@ def pose_study(
 
 def test_the_pose_study_reads_its_variants(pose_study: dict[str, Any]) -> None:
     study = pose_study["study"]
-    assert list(study.variants) == ["Baseline 1", "Baseline 2", "Task transfer"]
-    assert study.after == {"Task transfer": "Baseline 2"}
+    assert list(study.variants)[:3] == ["Baseline 1", "Baseline 2", "Task transfer"]
+    assert study.after["Task transfer"] == "Baseline 2"
     # a variant after another takes its overrides, then adds its own
     own = ["model.pose_from=latent"]
     assert study.variants["Task transfer"] == [*study.variants["Baseline 2"], *own]
@@ -214,11 +219,21 @@ def test_a_variant_after_another_continues_its_training(pose_study: dict[str, An
     assert "count its own stages only: Task transfer after Baseline 2" in table
 
 
+def test_a_variant_after_another_trains_its_own_later_stages(pose_study: dict[str, Any]) -> None:
+    """Continuing the task transfer with another transfer budget copies the stages up to the
+    end-to-end one and trains its own transfer stage (not the copied 2-step one)."""
+    out = pose_study["out"]
+    assert (out / "Longer transfer" / "transfer" / "DONE").read_text().strip() == "3 steps"
+    assert (out / "Task transfer" / "transfer" / "DONE").read_text().strip() == "2 steps"
+    full = "full/checkpoints/last.ckpt"
+    assert (out / "Longer transfer" / full).read_bytes() == (out / "Baseline 2" / full).read_bytes()
+
+
 def test_every_study_draws_the_pck_curves_of_its_variants(pose_study: dict[str, Any]) -> None:
     image = np.asarray(Image.open(pose_study["out"] / "pck.png"))
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
     figure = np.asarray(Image.open(pose_study["out"] / "previews.png"))
-    assert figure.shape[0] == 4 * 64  # three variants (one drawn as a skeleton) and the truth
+    assert figure.shape[0] == 5 * 64  # four variants (one drawn as a skeleton) and the truth
 
 
 def test_a_variant_after_another_may_not_change_what_its_copied_stages_saw(
@@ -276,12 +291,12 @@ def test_variants_run_side_by_side_one_per_device(
         study, out, overrides, CONFIGS, progress=False, ensure_data=ensure, devices=["7", "8"]
     )
     logs = {name: (out / name / "train.log").read_text() for name in variants}
-    assert "[study] A on device 7" in logs["A"] and "[study] B on device 8" in logs["B"]
-    assert "[study] C on device" in logs["C"]
+    assert "[study] A on CUDA_VISIBLE_DEVICES=7," in logs["A"]
+    assert "[study] B on CUDA_VISIBLE_DEVICES=8," in logs["B"]
+    assert re.search(r"\[study\] C on CUDA_VISIBLE_DEVICES=[78],", logs["C"])
     # C continues A: it started once A had finished, from A's network
-    assert (out / "C" / "train.log").stat().st_ctime >= (
-        out / "A" / "eval" / "metrics.json"
-    ).stat().st_mtime
+    started = float(re.search(r"C on .* started at ([0-9.]+)", logs["C"]).group(1))
+    assert started >= (out / "A" / "eval" / "metrics.json").stat().st_mtime
     assert results["C"]["mesh_error_mm"] == pytest.approx(results["A"]["mesh_error_mm"], rel=1e-5)
     assert all(np.isfinite(r["pose_error_mm"]) for r in results.values())
     assert (out / "table.md").exists() and (out / "pck.png").exists()
@@ -310,15 +325,35 @@ def test_a_variant_that_fails_in_its_process_is_named_with_those_after_it(
 
 
 def test_a_variant_folder_made_with_other_settings_is_refused(tmp_path: Path) -> None:
-    """Same overrides, but a config file changed since: the old results would be stale."""
+    """Same overrides, but a config file changed since: the old results would be stale. The
+    sections of heads the variant does not use are not its settings."""
     from handshape.ablation import _claim
     from handshape.config import load_experiment
 
     before = load_experiment("tiny", [], CONFIGS)
-    after = load_experiment("tiny", ["model.head.mano.hidden=7"], CONFIGS)
     _claim(tmp_path / "A", [], before)
     _claim(tmp_path / "A", [], before)  # unchanged: accepted
-    with pytest.raises(
-        ValueError, match=r"settings.json: .*other settings \(model.head.mano.hidden"
-    ):
-        _claim(tmp_path / "A", [], after)
+    _claim(tmp_path / "A", [], load_experiment("tiny", ["model.head.mano.hidden=7"], CONFIGS))
+    changed = load_experiment("tiny", ["model.head.graphcnn.coarse_features=4"], CONFIGS)
+    with pytest.raises(ValueError, match=r"settings.json: .*settings \(model.head.graphcnn.coarse"):
+        _claim(tmp_path / "A", [], changed)
+    budget = load_experiment("tiny", ["train.stages.full.steps=9"], CONFIGS)
+    with pytest.raises(ValueError, match=r"other settings \(train.stages.full.steps\)"):
+        _claim(tmp_path / "A", [], budget)  # a finished variant would not be retrained
+
+
+def test_a_variant_folder_from_before_settings_were_recorded_is_checked_by_its_bundle(
+    tmp_path: Path,
+) -> None:
+    from handshape.ablation import _claim
+    from handshape.config import load_experiment
+
+    folder = tmp_path / "Old"
+    (folder / "bundle").mkdir(parents=True)
+    (folder / "overrides.json").write_text("[]")
+    old = load_experiment("tiny", ["model.head.name=mano"], CONFIGS)
+    (folder / "bundle" / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    _claim(folder, [], old, write=False)
+    newer = load_experiment("tiny", ["model.head.name=mano", "model.head.mano.hidden=7"], CONFIGS)
+    with pytest.raises(ValueError, match=r"config.yaml: .*other settings \(model.head.mano.hidden"):
+        _claim(folder, [], newer)

@@ -294,11 +294,14 @@ def test_meshes_of_one_topology_compare_vertex_to_vertex(
     from handshape.handmodel.mano_io import read_mano
     from handshape.handmodel.model import HandModel
 
-    assert mesh_alignment(HandModel.default(), HandModel.default()) is None
     assert results["mesh_alignment"] == "vertex to vertex"
-    # a model of the same mesh read from a MANO-layout file is the same topology
-    own = HandModel(read_mano(subdivided_file))
-    assert mesh_alignment(own, own) is None
+    # handshape's hand written in the MANO layout and read back is the same topology
+    from handshape.handmodel.mano_io import write_mano
+
+    write_mano(HandModel.default().data, subdivided_file.with_name("own.pkl"))
+    own = HandModel(read_mano(subdivided_file.with_name("own.pkl")))
+    assert mesh_alignment(own, HandModel.default()) is None
+    assert mesh_alignment(HandModel(read_mano(subdivided_file)), HandModel.default()) is not None
 
 
 def test_a_mesh_of_another_topology_is_read_off_at_the_true_vertices(

@@ -18,8 +18,11 @@ head nor the mesh losses) are trained once under OUT/shared/ and copied into eac
 study costs one pretraining plus one end-to-end stage per variant. Runs are resumable: a
 variant with metrics is skipped, an interrupted one resumes (`run_pretraining`). W&B runs are
 grouped by study. A variant ``after`` another one takes that variant's overrides, adds its own
-(only ones that leave the earlier stages alone: where the joints come from, the transfer stage)
-and copies its finished stages, so it trains only what comes after them. Results:
+(only ones the earlier variant's end-to-end stage did not see: where the joints come from, the
+latent regressor, the transfer budget; `handshape.lit.reuse`), copies that variant's stages up
+to the end-to-end one and trains what comes after. A folder made under other overrides or
+settings is refused, not reused. With several GPUs, variants run side by side, one per GPU.
+Results:
 OUT/<variant>/eval/metrics.json, OUT/table.md, OUT/pck.png (every variant's 3D PCK curve) and
 OUT/previews.png (the first validation images with each variant's prediction, and the ground
 truth).
@@ -55,6 +58,7 @@ from handshape.lit.pretrain import (
     prepare_batch,
     stages_for,
 )
+from handshape.lit.reuse import RUN_SETTINGS, changed_settings, unseen_by
 from handshape.lit.train import run_pretraining
 from handshape.metrics import format_mm, plot_pck
 
@@ -141,49 +145,30 @@ def _variant_config(
     return cfg
 
 
-# What a variant may change while still reusing the shared stages: nothing that the hourglass
-# or the pose regressor sees (their data, sizes, seed, optimiser and schedule).
-_FREE_FOR_VARIANTS = (
-    "model.head.",
-    "model.pose_from",
-    "model.latent_pose.",
-    "train.loss_weights.",
-    "train.stages.full.",
-    "train.stages.transfer.",
-)
-# What a variant may change on top of the variant it continues: what the stages after "full" see.
-_FREE_AFTER = ("model.pose_from", "model.latent_pose.", "train.stages.transfer.")
-_RUN_NAMES = ("output", "experiment", "train.logging.group")
-
-
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): tree}
-
-
-def _changed(a_cfg: DictConfig, b_cfg: DictConfig, free: tuple[str, ...]) -> list[str]:
-    """The settings two configs disagree on, other than run names and the ``free`` prefixes."""
-    a = _flat(OmegaConf.to_container(a_cfg, resolve=True))
-    b = _flat(OmegaConf.to_container(b_cfg, resolve=True))
-    return sorted(
-        k
-        for k in set(a) | set(b)
-        if a.get(k) != b.get(k) and k not in _RUN_NAMES and not k.startswith(free)
-    )
+def _container(cfg: DictConfig) -> dict[str, Any]:
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    return plain
 
 
 def _check_shareable(study: Study, name: str, base: DictConfig, cfg: DictConfig) -> None:
-    changed = _changed(base, cfg, _FREE_FOR_VARIANTS)
-    if changed:
-        raise ValueError(
-            f"study '{study.name}': variant '{name}' changes {', '.join(changed)}, which the "
-            f"shared stages ({', '.join(study.shared_stages)}) depend on; give the study "
-            "`shared_stages: []` to train every stage per variant"
-        )
+    """Refuse a variant that changes what a shared stage saw (budgets of the stages it does
+    not share included)."""
+    mine = _container(cfg)
+    own_budgets = tuple(f"train.stages.{s}." for s in study.shared_stages)
+    for stage in study.shared_stages:
+        ignore = tuple(p for p in unseen_by(stage, mine) if p != "train.stages.")
+        changed = [
+            k
+            for k in changed_settings(_container(base), mine, ignore)
+            if not k.startswith("train.stages.") or k.startswith(own_budgets)
+        ]
+        if changed:
+            raise ValueError(
+                f"study '{study.name}': variant '{name}' changes {', '.join(changed)}, which the "
+                f"shared stages ({', '.join(study.shared_stages)}) depend on; give the study "
+                "`shared_stages: []` to train every stage per variant"
+            )
 
 
 def run_study(
@@ -216,19 +201,23 @@ def run_study(
         for name, cfg in configs_of.items():
             _check_shareable(study, name, base, cfg)
     for name, earlier in study.after.items():
-        changed = _changed(configs_of[earlier], configs_of[name], _FREE_AFTER)
+        mine = _container(configs_of[name])
+        changed = changed_settings(_container(configs_of[earlier]), mine, unseen_by("full", mine))
         if changed:
             raise ValueError(
                 f"study '{study.name}': variant '{name}' continues '{earlier}' but changes "
                 f"{', '.join(changed)}, which its copied stages depend on"
             )
+    for write in (False, True):  # every folder checked before any is written
+        for name, variant_overrides in study.variants.items():
+            _claim(out / name, [*common, *variant_overrides], configs_of[name], write)
     if ensure_data is not None:
         ensure_data(base)
     if study.shared_stages:
+        # Checked stage by stage against the settings they saw (`handshape.lit.reuse`).
         run_pretraining(base, progress, stages=study.shared_stages)
     pending = []
-    for name, variant_overrides in study.variants.items():
-        _claim(out / name, [*common, *variant_overrides], configs_of[name])
+    for name in study.variants:
         if (out / name / "eval" / "metrics.json").exists():
             print(f"[study] {name}: done earlier ({out / name / 'eval'})")
         else:
@@ -275,12 +264,15 @@ def _train_variant(study: Study, name: str, cfg: DictConfig, out: Path, progress
     folder = out / name
     stages = stages_for(OmegaConf.to_container(cfg.model, resolve=True))
     if name in study.after:
+        # What the earlier variant trained up to the end-to-end stage: what comes after it
+        # (the transfer stage) sees the settings a continuing variant may change.
         source = out / study.after[name]
-        for stage in stages:
+        for stage in stages[: stages.index("full") + 1]:
             if (source / stage / "DONE").exists():
                 _copy_stage(source / stage, folder / stage)
     for stage in study.shared_stages:
-        if stage in stages:
+        # A stage the base network lacks (a pose-only base) was not shared: trained here.
+        if stage in stages and (out / "shared" / stage / "DONE").exists():
             _copy_stage(out / "shared" / stage, folder / stage)
     print(f"[study] {name}: {' '.join(study.variants[name]) or '(base experiment)'}")
     start = time.perf_counter()
@@ -302,15 +294,16 @@ def _read_results(folder: Path) -> dict[str, Any]:
     }
 
 
-def _variant_process(study: Study, name: str, cfg: DictConfig, out: Path, device: str) -> None:
-    """Entry point of a variant's own process: one GPU, output into OUT/<name>/train.log."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = device  # before anything initialises CUDA here
+def _variant_process(study: Study, name: str, cfg: DictConfig, out: Path) -> None:
+    """Entry point of a variant's own process (one GPU, set by its parent): output into
+    OUT/<name>/train.log."""
     log = out / name / "train.log"
     with open(log, "a", buffering=1) as stream:
         # File descriptors, not sys.stdout: Lightning's and W&B's handlers write there too.
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
-        print(f"[study] {name} on device {device}", flush=True)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        print(f"[study] {name} on CUDA_VISIBLE_DEVICES={visible}, started at {time.time():.3f}")
         _train_variant(study, name, cfg, out, progress=False)
 
 
@@ -320,6 +313,8 @@ def _train_in_parallel(
     """Each variant in its own process on its own device, as many at once as there are
     devices; a variant after another waits for it. Raises naming the variants that failed."""
     context = mp.get_context("spawn")  # a fresh CUDA state per process
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the shared stages trained here; give their memory back
     waiting = list(configs)
     running: dict[str, tuple[Any, str]] = {}
     free = list(devices)
@@ -331,9 +326,18 @@ def _train_in_parallel(
             if study.after.get(name) in waiting or study.after.get(name) in running:
                 continue  # the variant it continues has not finished yet
             device = free.pop(0)
-            args = (study, name, configs[name], out, device)
+            args = (study, name, configs[name], out)
             process = context.Process(target=_variant_process, args=args, name=f"study-{name}")
-            process.start()
+            # The child inherits the variable at start, before its imports could touch CUDA.
+            previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+            try:
+                process.start()
+            finally:
+                if previous is None:
+                    del os.environ["CUDA_VISIBLE_DEVICES"]
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = previous
             running[name] = (process, device)
             waiting.remove(name)
             print(f"[study] {name}: started on device {device} (log: {out / name / 'train.log'})")
@@ -369,15 +373,15 @@ def _copy_stage(source: Path, target: Path) -> None:
     tmp.rename(target)
 
 
-def _claim(folder: Path, overrides: list[str], cfg: DictConfig) -> None:
-    """Record a variant's overrides and resolved settings in its folder; refuse a folder made
-    with other ones (its results would be stale), e.g. after a config file changed."""
+_CLAIM_IGNORES = tuple(p for p in RUN_SETTINGS if p != "train.stages.")
+
+
+def _claim(folder: Path, overrides: list[str], cfg: DictConfig, write: bool = True) -> None:
+    """Refuse a variant folder made with other overrides or resolved settings (its results
+    would be stale), e.g. after a config file changed; with ``write``, record them in it.
+    Folders from before settings were recorded are checked against their bundle's config."""
     record, settings = folder / "overrides.json", folder / "settings.json"
-    flat = {
-        k: v
-        for k, v in _flat(OmegaConf.to_container(cfg, resolve=True)).items()
-        if k not in _RUN_NAMES
-    }
+    mine = _container(cfg)
     if record.exists():
         found = json.loads(record.read_text())
         if found != overrides:
@@ -385,19 +389,21 @@ def _claim(folder: Path, overrides: list[str], cfg: DictConfig) -> None:
                 f"{record}: this variant was run with {found}, now {overrides}; "
                 "use another --out or delete the folder"
             )
-        # Folders from before settings were recorded are checked by their overrides only.
-        if settings.exists():
-            before = json.loads(settings.read_text())
-            changed = sorted(k for k in set(before) | set(flat) if before.get(k) != flat.get(k))
+        bundle = folder / "bundle" / "config.yaml"
+        source = settings if settings.exists() else bundle if bundle.exists() else None
+        if source is not None:
+            before = yaml.safe_load(source.read_text())
+            # Budgets too: a finished variant is not retrained, so nothing else would see them.
+            changed = changed_settings(before, mine, _CLAIM_IGNORES)
             if changed:
                 raise ValueError(
-                    f"{settings}: this variant was run with other settings ({', '.join(changed)}"
+                    f"{source}: this variant was run with other settings ({', '.join(changed)}"
                     "); use another --out or delete the folder"
                 )
-            return
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(settings, json.dumps(flat, indent=1, sort_keys=True, default=str))
-    atomic_write_text(record, json.dumps(overrides))
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(settings, json.dumps(mine, indent=1, sort_keys=True))
+        atomic_write_text(record, json.dumps(overrides))
 
 
 def results_table(study: Study, results: dict[str, dict[str, Any]]) -> str:

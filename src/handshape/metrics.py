@@ -20,6 +20,7 @@ Protocols (shared/DATASETS.md):
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -300,7 +301,7 @@ def plot_pck(
     ax.set_ylim(0.0, 1.0)
     ax.grid(True, alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title(textwrap.fill(title, 55), fontsize=9)  # long study titles wrap
     if curves:
         ax.legend(loc="lower right")
     fig.tight_layout()

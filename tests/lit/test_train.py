@@ -228,6 +228,34 @@ def test_a_rerun_skips_finished_stages(
     assert (bundle / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("model.hourglass.channels=4",), r"stage 'hourglass' was trained with other settings"),
+        (("train.loss_weights.edge=0",), r"stage 'full' was trained with other settings"),
+        (("train.stages.full.steps=5",), r"full/DONE: the stage finished 4 steps, .* asks for 5"),
+    ],
+)
+def test_a_rerun_under_settings_a_finished_stage_did_not_see_is_refused(
+    pretrained: dict[str, Any],
+    tiny: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: tuple[str, ...],
+    message: str,
+) -> None:
+    """Refused before anything trains, naming what changed; nothing in the folder changes."""
+    out = pretrained["out"]
+    before = mtimes(out)
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("trained under changed settings")
+
+    monkeypatch.setattr(train_mod, "train_stage", no_training)
+    with pytest.raises(ValueError, match=message):
+        run_pretraining(tiny_config(tiny, out, *overrides), progress=False)
+    assert mtimes(out) == before
+
+
 def test_an_interrupted_stage_resumes_from_its_last_checkpoint(
     pretrained: dict[str, Any], tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,6 +57,19 @@ def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def check_topology(cfg: dict[str, Any], data_vertices: int, model_vertices: int) -> None:
+    """Raise ValueError when the data's meshes and the network's hand model differ in vertex
+    count: the mesh losses compare vertex to vertex."""
+    if data_vertices != model_vertices:
+        model = cfg["handmodel"]["mano"] or "handshape's own hand"
+        raise ValueError(
+            f"the data's meshes have {data_vertices} vertices, the network's hand model "
+            f"({model}) {model_vertices}: mesh losses need meshes of one topology, so train on "
+            "data made with that model (handshape's synthetic data use its own hand; evaluation "
+            "does align other topologies)"
+        )
+
+
 def load_hand_model(mano: str | None) -> HandModel:
     return HandModel(read_mano(mano)) if mano else HandModel.default()
 
@@ -196,17 +209,6 @@ class PretrainModule(pl.LightningModule):
     def _normalised(self, xyz: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
         return (xyz - gt["root"][:, None]) / gt["scale"][:, None, None]
 
-    def _check_topology(self, data_vertices: int) -> None:
-        mine = int(self.laplacian.shape[0])
-        if data_vertices != mine:
-            model = self.cfg["handmodel"]["mano"] or "handshape's own hand"
-            raise ValueError(
-                f"the data's meshes have {data_vertices} vertices, the network's hand model "
-                f"({model}) {mine}: mesh losses need meshes of one topology, so train on data "
-                "made with that model (handshape's synthetic data use its own hand; evaluation "
-                "does align other topologies)"
-            )
-
     def _stage_joints(self, out: NetOutput) -> torch.Tensor:
         """The joints this stage trains and validates: the end-to-end stage of a task-transfer
         network trains the mesh's joints (its latent regressor is not trained yet)."""
@@ -221,7 +223,7 @@ class PretrainModule(pl.LightningModule):
     ) -> tuple[dict[str, torch.Tensor], NetOutput | None]:
         w = self.weights
         if self.stage in ("pose_regressor", "full") and self.net.has_mesh:
-            self._check_topology(gt["vertices"].shape[1])
+            check_topology(self.cfg, gt["vertices"].shape[1], int(self.laplacian.shape[0]))
         terms: dict[str, torch.Tensor] = {}
         out: NetOutput | None = None
         if self.stage == "hourglass":

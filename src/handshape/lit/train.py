@@ -22,7 +22,15 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from handshape.atomic import atomic_write, atomic_write_text
 from handshape.data.datamodules import SyntheticDataModule
-from handshape.lit.pretrain import TRAINED_BY, PretrainModule, stages_for
+from handshape.data.synth.reader import SyntheticDataset
+from handshape.lit.pretrain import (
+    TRAINED_BY,
+    PretrainModule,
+    check_topology,
+    load_hand_model,
+    stages_for,
+)
+from handshape.lit.reuse import check_reusable, done_steps
 
 
 def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
@@ -142,6 +150,13 @@ def run_pretraining(
     assert isinstance(cfg, dict)
     schedule = stages_for(cfg["model"])
     todo = schedule if stages is None else tuple(s for s in schedule if s in stages)
+    for stage in todo:
+        if "steps" not in (cfg["train"]["stages"].get(stage) or {}):
+            raise ValueError(f"train.stages.{stage}.steps is missing from the config")
+    if "pose_regressor" in schedule:  # a mesh to train: refuse another topology before training
+        sample = SyntheticDataset(Path(cfg["data"]["root"]) / "train", train=False)[0]
+        model = load_hand_model(cfg["handmodel"]["mano"])
+        check_topology(cfg, int(sample["vertices"].shape[0]), model.num_vertices)
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
@@ -161,9 +176,14 @@ def run_pretraining(
     # The end-to-end stage starts from the parts trained before it; the transfer stage from the
     # end-to-end network (its best checkpoint, the one a bundle would hold).
     init: dict[str, torch.Tensor] = {}
-    for stage in todo:
+    for stage in schedule:
         last = out / stage / "checkpoints" / "last.ckpt"
-        if (out / stage / "DONE").exists():
+        if last.exists():  # finished or interrupted: only under the settings it saw
+            check_reusable(stage, last, cfg)
+        done = done_steps(out / stage, int(cfg["train"]["stages"][stage]["steps"]))
+        if stage not in todo and not done:
+            continue
+        if done:
             print(f"[pretrain] stage '{stage}' already done ({last})")
         else:
             print(f"[pretrain] stage '{stage}': {cfg['train']['stages'][stage]['steps']} steps")
