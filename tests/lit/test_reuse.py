@@ -43,10 +43,26 @@ def test_sections_of_heads_neither_network_uses_are_not_changes() -> None:
 
 
 def test_a_setting_one_config_lacks_is_a_change() -> None:
-    """Configs written before a setting existed: its absence is not taken for agreement."""
+    """Configs written before a setting existed: its absence is not taken for agreement..."""
     before = cfg()
-    del before["model"]["pose_from"]
-    assert changed_settings(before, cfg()) == ["model.pose_from"]
+    del before["model"]["graph_levels"]
+    assert changed_settings(before, cfg()) == ["model.graph_levels"]
+
+
+def test_settings_added_later_compare_as_older_configs_behaved() -> None:
+    """... unless older configs behaved as the setting's value says (LEGACY), or the network
+    does not use it (the latent regressor and transfer budget of a network posing from the
+    mesh)."""
+    before = cfg()
+    del before["model"]["pose_from"], before["model"]["latent_pose"]
+    del before["train"]["stages"]["transfer"]
+    budgets = ("output",)  # budgets count here, as for a study's finished variants
+    assert changed_settings(before, cfg(), budgets) == []
+    assert changed_settings(before, cfg("model.pose_from=latent"), budgets) == [
+        "model.latent_pose.hidden",
+        "model.pose_from",
+        "train.stages.transfer.steps",
+    ]
 
 
 def test_what_each_stage_does_not_see() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "LEGACY",
     "RUN_SETTINGS",
     "UNSEEN_BY",
     "changed_settings",
@@ -53,6 +54,8 @@ UNSEEN_BY = {
 
 
 _MISSING = object()  # a setting one config does not have
+# Settings added later, with the value configs written before them behaved as.
+LEGACY = {"model.pose_from": "mesh"}
 
 
 def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -73,23 +76,32 @@ def unseen_by(stage: str, cfg: dict[str, Any]) -> tuple[str, ...]:
     return RUN_SETTINGS + UNSEEN_BY[stage] + extra
 
 
+def _unused(cfg: dict[str, Any], keys: set[str]) -> set[str]:
+    """Setting prefixes the network of ``cfg`` does not use: other heads' sections, the latent
+    pose regressor and the transfer stage unless its joints come from the latent vector."""
+    model = cfg.get("model", {})
+    head = str(model.get("head", {}).get("name"))
+    latent = str(model.get("pose_from", "mesh")) == "latent"  # older configs: from the mesh
+    heads = {k.split(".")[2] for k in keys if k.startswith("model.head.") and k.count(".") > 2}
+    out = {f"model.head.{name}." for name in heads - {head}}
+    if not latent:
+        out |= {"model.latent_pose.", "train.stages.transfer."}
+    if head == "none":
+        out.add("train.stages.pose_regressor.")
+    return out
+
+
 def changed_settings(
     before: dict[str, Any], now: dict[str, Any], ignore: tuple[str, ...] = RUN_SETTINGS
 ) -> list[str]:
-    """The settings two plain configs disagree on, sorted; ``ignore`` prefixes and the
-    sections of heads that neither network uses are left out."""
-    a, b = flat(before), flat(now)
-    used = {str(c.get("model", {}).get("head", {}).get("name")) for c in (before, now)}
-    unused_heads = tuple(
-        f"model.head.{name}."
-        for name in {k.split(".")[2] for k in (*a, *b) if k.startswith("model.head.")}
-        if name not in used | {"name"}
-    )
-    skip = ignore + unused_heads
+    """The settings two plain configs disagree on, sorted; ``ignore`` prefixes and settings
+    that neither network uses are left out. Settings added after a config was written count as
+    changed unless they reproduce what older configs did (`LEGACY`)."""
+    a, b = {**LEGACY, **flat(before)}, {**LEGACY, **flat(now)}
+    keys = set(a) | set(b)
+    skip = ignore + tuple(_unused(before, keys) & _unused(now, keys))
     return sorted(
-        k
-        for k in set(a) | set(b)
-        if a.get(k, _MISSING) != b.get(k, _MISSING) and not k.startswith(skip)
+        k for k in keys if a.get(k, _MISSING) != b.get(k, _MISSING) and not k.startswith(skip)
     )
 
 
