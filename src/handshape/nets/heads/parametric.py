@@ -20,9 +20,8 @@ dict (it is fixed data) and moves to the latent's device on first use.
 
 Both start (output layer at zero) from the rest hand turned by ``start_rotation`` (axis-angle,
 camera frame). The default, pi about x, stands the hand upright in the image with its back to the
-camera; a data set seen mostly from elsewhere should give its mean orientation
-(scripts/mean_orientation.py), or these heads spend their first steps turning the hand round,
-which the Graph CNN head, having no such prior, does not have to do.
+camera. A data set's mean orientation (scripts/mean_orientation.py) is a closer first guess, but
+on the quick preset it trained both heads to worse meshes than the default (docs/benchmarks.md).
 
 Shapes: B batch, L latent size, N vertices of the hand model, S its shape coefficients.
 """
