@@ -391,16 +391,26 @@ def test_the_baseline_heads_train_in_the_full_stage(
 ) -> None:
     """Same losses, same schedule: only model.head.name changes; a few steps lower the loss."""
     module = make_module("full", f"model.head.name={head}", "train.optimizer=adam")
+    first, last = a_few_steps(module, prepared, 15, "vertex")
+    assert last < first
+
+
+def a_few_steps(
+    module: PretrainModule, prepared: dict[str, torch.Tensor], steps: int, term: str
+) -> tuple[float, float]:
+    """``steps`` optimiser steps on one batch; the loss ``term`` before and after them (every
+    term finite along the way)."""
     optimiser = module.configure_optimizers()
     first = None
-    for _ in range(15):
+    for _ in range(steps):
         terms, _ = module.compute_losses(prepared)
         assert all(torch.isfinite(v) for v in terms.values())
-        first = first if first is not None else terms["vertex"].item()
+        first = first if first is not None else terms[term].item()
         optimiser.zero_grad()
         terms["total"].backward()
         optimiser.step()
-    assert module.compute_losses(prepared)[0]["vertex"].item() < first
+    assert first is not None
+    return first, module.compute_losses(prepared)[0][term].item()
 
 
 # ---- pose-only networks and task transfer (Fig. 8) ---------------------------------------------
@@ -429,18 +439,11 @@ def test_the_transfer_stage_leaves_the_trained_network_untouched(
     frozen = {
         k: v.clone() for k, v in module.net.state_dict().items() if not k.startswith("latent_pose.")
     }
-    optimiser = module.configure_optimizers()
-    first = None
-    for _ in range(10):
-        terms, _ = module.compute_losses(prepared)
-        first = first if first is not None else terms["pose"].item()
-        optimiser.zero_grad()
-        terms["total"].backward()
-        optimiser.step()
+    first, last = a_few_steps(module, prepared, 10, "pose")
     for k, v in module.net.state_dict().items():
         if k in frozen:
             assert torch.equal(v, frozen[k]), k
-    assert module.compute_losses(prepared)[0]["pose"].item() < first
+    assert last < first
 
 
 def test_a_pose_only_network_trains_and_validates_on_its_joints(
@@ -449,15 +452,8 @@ def test_a_pose_only_network_trains_and_validates_on_its_joints(
     module = make_module("full", *POSE_ONLY, "train.optimizer=adam")
     assert module.monitor == "val/pose_error" and not module.net.has_mesh
     assert make_module("full").monitor == "val/mesh_error"
-    optimiser = module.configure_optimizers()
-    first = None
-    for _ in range(15):
-        terms, _ = module.compute_losses(prepared)
-        first = first if first is not None else terms["pose"].item()
-        optimiser.zero_grad()
-        terms["total"].backward()
-        optimiser.step()
-    assert module.compute_losses(prepared)[0]["pose"].item() < first
+    first, last = a_few_steps(module, prepared, 15, "pose")
+    assert last < first
     with torch.no_grad():
         pred = module.predict_camera(prepared)
     assert set(pred) == {"joints"} and pred["joints"].shape == (4, 21, 3)
