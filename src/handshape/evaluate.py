@@ -95,6 +95,16 @@ def mesh_alignment(predicted: HandModel, truth: HandModel) -> TopologyMap | None
     )
 
 
+def _describe(alignment: TopologyMap | None) -> str:
+    """How predicted and true vertices were paired, for metrics.json."""
+    if alignment is None:
+        return "vertex to vertex"
+    return (
+        f"closest point on the aligned rest template ({alignment.num_source} -> "
+        f"{alignment.num_target} vertices)"
+    )
+
+
 @torch.no_grad()
 def evaluate(
     net: HandNet,
@@ -128,14 +138,7 @@ def evaluate(
     return {
         "samples": len(per_joint),
         "mesh_error_mm": float(torch.cat(vertex_errors).mean()) if vertex_errors else None,
-        "mesh_alignment": (
-            "none (pose only)"
-            if not vertex_errors
-            else "vertex to vertex"
-            if alignment is None
-            else f"closest point on the aligned rest template ({alignment.num_source} -> "
-            f"{alignment.num_target} vertices)"
-        ),
+        "mesh_alignment": _describe(alignment) if vertex_errors else "none (pose only)",
         "pose_error_mm": float(per_joint.mean()),
         "pck": pck_report(per_joint),
         "pck_curve": {

@@ -105,11 +105,15 @@ def changed_settings(
     )
 
 
-def check_reusable(stage: str, checkpoint: Path, cfg: dict[str, Any]) -> None:
+def check_reusable(
+    stage: str, checkpoint: Path, cfg: dict[str, Any], saved: dict[str, Any] | None = None
+) -> None:
     """Raise ValueError, naming the checkpoint and the settings, when the stage in
-    ``checkpoint`` (read with weights_only=True) was trained under settings it sees that differ
-    from ``cfg``'s."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ``checkpoint`` was trained under settings it sees that differ from ``cfg``'s. ``saved``:
+    the checkpoint's content where the caller has read it already (else read here, with
+    weights_only=True)."""
+    if saved is None:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     before = saved.get("hyper_parameters", {}).get("cfg")
     if not isinstance(before, dict):
         raise ValueError(f"{checkpoint}: not a handshape training checkpoint (no saved config)")

@@ -178,8 +178,10 @@ def run_pretraining(
     init: dict[str, torch.Tensor] = {}
     for stage in schedule:
         last = out / stage / "checkpoints" / "last.ckpt"
+        saved = None
         if last.exists():  # finished or interrupted: only under the settings it saw
-            check_reusable(stage, last, cfg)
+            saved = torch.load(last, map_location="cpu", weights_only=True)
+            check_reusable(stage, last, cfg, saved)
         done = done_steps(out / stage, int(cfg["train"]["stages"][stage]["steps"]))
         if stage not in todo and not done:
             continue
@@ -189,11 +191,13 @@ def run_pretraining(
             print(f"[pretrain] stage '{stage}': {cfg['train']['stages'][stage]['steps']} steps")
             start = init if stage in ("full", "transfer") else None
             last = train_stage(cfg, stage, out, data, start, progress)
+            saved = None  # the checkpoint changed: read it again below
         if stage == "full":
             init = _weights(best_or_last(out / stage))
         elif stage != "transfer":
             prefix = f"net.{TRAINED_BY[stage]}."
-            init.update({k: v for k, v in _weights(last).items() if k.startswith(prefix)})
+            weights = saved["state_dict"] if saved is not None else _weights(last)
+            init.update({k: v for k, v in weights.items() if k.startswith(prefix)})
     if schedule[-1] not in todo:
         return out
     if rank_zero_only.rank != 0:  # under DDP every rank runs this; one writes the bundle
