@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from handshape.atomic import atomic_write
-from handshape.handmodel.skeleton import SCALE_BONE
+from handshape.joints import SCALE_BONE
 
 __all__ = [
     "THRESHOLDS_0_50_100",

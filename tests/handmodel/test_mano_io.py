@@ -27,7 +27,7 @@ from handshape.handmodel.mano_io import (
     safe_load_pickle,
     write_mano,
 )
-from handshape.handmodel.skeleton import (
+from handshape.joints import (
     KINEMATIC_PARENTS,
     MANO_TIP_VERTEX_IDS,
     MANO_TO_KINEMATIC,

@@ -13,7 +13,7 @@ from handshape.geometry.mesh_checks import face_areas, signed_volume
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.mano_io import read_mano, write_mano
 from handshape.handmodel.model import HandModel
-from handshape.handmodel.skeleton import (
+from handshape.joints import (
     FINGERS,
     KINEMATIC_PARENTS,
     KINEMATIC_TO_JOINT,

@@ -13,7 +13,7 @@ import torch
 
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary, JointLimits
-from handshape.handmodel.skeleton import FINGERS, NUM_KINEMATIC, TIP_JOINTS
+from handshape.joints import FINGERS, NUM_KINEMATIC, TIP_JOINTS
 
 REQUIRED_GESTURES = (
     "fist", "open_palm", "point", "pinch", "ok", "thumbs_up", "victory", "rock",

@@ -1,7 +1,7 @@
 """Specification of handshape's own hand template (assets/handmodel.npz, template_builder.py).
 
 Coordinates: metres, right hand, rest pose flat with the palm facing -z, fingers along +y, thumb
-towards -x, wrist joint at the origin. Joints in project order (handshape.handmodel.skeleton).
+towards -x, wrist joint at the origin. Joints in project order (handshape.joints).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from handshape.geometry.mesh_checks import check_closed_surface, euler_character
 from handshape.handmodel import template_builder
 from handshape.handmodel.data import HandModelData
 from handshape.handmodel.model import HandModel
-from handshape.handmodel.skeleton import (
+from handshape.joints import (
     FINGERS,
     KINEMATIC_TO_JOINT,
     NUM_KINEMATIC,

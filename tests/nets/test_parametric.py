@@ -14,7 +14,7 @@ from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.ik import PALM_JOINTS, inverse_kinematics
 from handshape.handmodel.mano_io import read_mano, write_mano
 from handshape.handmodel.model import HandModel
-from handshape.handmodel.skeleton import JOINT_PARENTS
+from handshape.joints import JOINT_PARENTS
 from handshape.nets.heads import HEADS, build_head
 from handshape.nets.heads.parametric import (
     SIGMA0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handshape.handmodel.skeleton import JOINT_PARENTS
+from handshape.joints import JOINT_PARENTS
 from handshape.render.annotate import FINGER_COLORS, draw_skeleton, joint_color
 
 SIZE = 160

@@ -7,7 +7,7 @@ Conventions (see `handshape.nets`):
 - uvd: u, v the pixel position in a square crop of `size` pixels normalised to [-1, 1] by
   u = 2 * (px + 0.5) / size - 1 (so -1 and 1 are the outer edges of the crop, not pixel centres),
   and d = (z - root_depth) / scale, the depth relative to the root joint (the wrist, joint 0) in
-  units of the hand scale |J9 - J10| (`handshape.handmodel.skeleton.SCALE_BONE`).
+  units of the hand scale |J9 - J10| (`handshape.joints.SCALE_BONE`).
   K must be the intrinsics of that crop (crop and resize folded in).
 
 All functions are batched, pure and differentiable; the batch dimension B of K, root_depth and
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from handshape.handmodel.skeleton import SCALE_BONE
+from handshape.joints import SCALE_BONE
 
 __all__ = [
     "from_uvd",

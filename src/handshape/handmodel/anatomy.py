@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from handshape.handmodel.skeleton import KINEMATIC_TO_JOINT, NUM_KINEMATIC
+from handshape.joints import KINEMATIC_TO_JOINT, NUM_KINEMATIC
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

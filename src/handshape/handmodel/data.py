@@ -2,7 +2,7 @@
 
 One container serves handshape's own open hand and an official MANO file read from disk: both are
 "template + shape blend shapes + pose correctives + joint regressor + linear blend skinning".
-Kinematic joints are in handshape's order (see `handshape.handmodel.skeleton`).
+Kinematic joints are in handshape's order (see `handshape.joints`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handshape.handmodel.skeleton import KINEMATIC_PARENTS, NUM_KINEMATIC
+from handshape.joints import KINEMATIC_PARENTS, NUM_KINEMATIC
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from handshape.geometry.rotations import (
     rotation_between,
 )
 from handshape.handmodel.model import HandModel
-from handshape.handmodel.skeleton import KINEMATIC_TO_JOINT, NUM_KINEMATIC, TIP_JOINTS
+from handshape.joints import KINEMATIC_TO_JOINT, NUM_KINEMATIC, TIP_JOINTS
 
 PALM_JOINTS: tuple[int, ...] = (0, 1, 5, 9, 13, 17)
 # Below this sine of the angle between consecutive target bones the plane is mostly noise.

@@ -8,7 +8,7 @@ state. Those placeholders are turned into plain numpy arrays afterwards, which a
 chumpy nor scipy has to be importable (or even installed) to read a MANO file.
 
 MANO orders its 16 kinematic joints wrist, index, middle, little, ring, thumb; handshape orders
-them wrist, thumb, index, middle, ring, little (`handshape.handmodel.skeleton`). The permutation
+them wrist, thumb, index, middle, ring, little (`handshape.joints`). The permutation
 is applied here, at the file border, and nowhere else.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from handshape.handmodel.data import HandModelData
-from handshape.handmodel.skeleton import (
+from handshape.joints import (
     KINEMATIC_PARENTS,
     MANO_TIP_VERTEX_IDS,
     MANO_TO_KINEMATIC,

@@ -21,7 +21,7 @@ from torch import nn
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.data import HandModelData
 from handshape.handmodel.poses import GestureLibrary, JointLimits
-from handshape.handmodel.skeleton import KINEMATIC_TO_JOINT, NUM_JOINTS, NUM_KINEMATIC, TIP_JOINTS
+from handshape.joints import KINEMATIC_TO_JOINT, NUM_JOINTS, NUM_KINEMATIC, TIP_JOINTS
 
 
 class HandOutput(NamedTuple):

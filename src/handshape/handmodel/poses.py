@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from handshape.handmodel.anatomy import anatomical_frames
-from handshape.handmodel.skeleton import FINGERS, NUM_KINEMATIC
+from handshape.joints import FINGERS, NUM_KINEMATIC
 
 ASSETS = Path(__file__).parent / "assets"
 LIMITS_PATH = ASSETS / "joint_limits.yaml"

@@ -25,7 +25,7 @@ from skimage.measure import marching_cubes
 
 from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
-from handshape.handmodel.skeleton import (
+from handshape.joints import (
     FINGERS,
     KINEMATIC_TO_JOINT,
     NUM_JOINTS,

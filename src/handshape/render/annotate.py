@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from handshape.handmodel.skeleton import JOINT_PARENTS
+from handshape.joints import JOINT_PARENTS
 
 # One colour per finger (thumb..little), the wrist in white.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (

@@ -37,7 +37,7 @@ from handshape.geometry.camera import hand_scale
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.ik import inverse_kinematics
 from handshape.handmodel.model import HandModel
-from handshape.handmodel.skeleton import NUM_KINEMATIC
+from handshape.joints import NUM_KINEMATIC
 
 __all__ = ["SIGMA0", "DirectLBSHead", "ManoHead", "weak_perspective_uvd"]
 
