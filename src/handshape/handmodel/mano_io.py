@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import builtins
-import contextlib
-import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
 from handshape.joints import (
     KINEMATIC_PARENTS,
@@ -554,20 +552,10 @@ def write_mano(model: HandModelData, path: Path) -> None:
     written next to its destination and renamed into place, so a failure never leaves a partial
     file at `path`.
     """
-    path = Path(path)
     payload = _mano_dict(model)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f, protocol=2)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file owner-only; give the result the usual permissions of a data
-        # file (or keep those of the file being replaced).
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            pickle.dump(payload, handle, protocol=2)
+
+    atomic_write(Path(path), dump, durable=True)

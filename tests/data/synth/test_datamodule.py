@@ -10,14 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from handshape.data.datamodules import SyntheticDataModule
+from handshape.config import PACKAGE_CONFIGS
+from handshape.data.synth.datamodule import SyntheticDataModule
 from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticShards
 from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_PATH = REPO / "configs" / "data" / "synthetic.yaml"
+CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
 SIZE = 64
 NUM = {"train": 8, "val": 4}
 BATCH = 4
