@@ -141,17 +141,20 @@ def render_depth(
         face = (face_key[pixel] & _LOW32).long()
     depth_flat = xy.new_zeros(covered_flat.numel())
     if pixel.numel():
-        depth_flat = depth_flat.index_put((pixel,), _face_depth(xy, z, topology.faces, pixel, face,
-                                                                height, width))
+        depth_flat = depth_flat.index_put(
+            (pixel,), _face_depth(xy, z, topology.faces, pixel, face, height, width)
+        )
     coverage_flat = covered_flat.to(xy.dtype)
 
     with torch.no_grad():
-        band = _band_winners(xy, z, topology, depth_flat.detach(), covered_flat, height, width,
-                             near)
+        band = _band_winners(
+            xy, z, topology, depth_flat.detach(), covered_flat, height, width, near
+        )
     if band is not None:
         band_pixel, edge, side = band
-        alpha, z_edge = _edge_alpha_depth(xy, z, topology.edges, band_pixel, edge, side,
-                                          height, width)
+        alpha, z_edge = _edge_alpha_depth(
+            xy, z, topology.edges, band_pixel, edge, side, height, width
+        )
         under = covered_flat[band_pixel]
         behind = depth_flat[band_pixel]
         depth_flat = depth_flat.index_put(
@@ -408,8 +411,14 @@ def _band_winners(
         return None
     pixel = b.index_select(0, owner) * (height * width) + py * width + px
     alpha, z_edge = _edge_alpha_depth(
-        xy, z, topology.edges, pixel, flat_edge.index_select(0, owner),
-        side.index_select(0, owner), height, width,
+        xy,
+        z,
+        topology.edges,
+        pixel,
+        flat_edge.index_select(0, owner),
+        side.index_select(0, owner),
+        height,
+        width,
     )
     keep = (alpha > 0) & (~covered_flat[pixel] | (z_edge < depth_flat[pixel]))
     owner, pixel, alpha = owner[keep], pixel[keep], alpha[keep]
