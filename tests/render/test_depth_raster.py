@@ -292,11 +292,14 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         mesh_topology(torch.tensor([[0, 1, 2], [1, 0, 3], [0, 1, 4]]))
 
 
-def test_topology_finds_boundary_and_shared_edges() -> None:
+def test_topology_finds_boundary_and_shared_edges_and_their_faces() -> None:
     # Two triangles sharing the edge (0, 2): 5 edges, 4 of them on the boundary.
     topology = mesh_topology(torch.tensor([[0, 1, 2], [0, 2, 3]]))
     edges = {tuple(e) for e in topology.edges.tolist()}
     assert edges == {(0, 1), (1, 2), (0, 2), (2, 3), (0, 3)}
     shared = topology.edges.tolist().index([0, 2])
-    assert sorted(topology.edge_opposite[shared].tolist()) == [1, 3]
-    assert (topology.edge_opposite[:, 1] < 0).sum() == 4
+    # Face 0 runs along it from 2 to 0, face 1 from 0 to 2: opposite turns.
+    assert topology.edge_faces[shared].tolist() == [0, 1]
+    assert topology.edge_turn[shared].tolist() == [-1, 1]
+    assert (topology.edge_faces[:, 1] < 0).sum() == 4
+    assert (topology.edge_turn[:, 1] == 0).sum() == 4

@@ -67,27 +67,32 @@ class DepthRender(NamedTuple):
 class MeshTopology(NamedTuple):
     """Edge structure of a triangle mesh, needed to find contour edges.
 
-    edges (E, 2) long vertex pairs; edge_opposite (E, 2) long: the vertex opposite each edge in
-    its first and second face (-1 where the edge has one face only, i.e. a boundary edge).
+    edges (E, 2) long vertex pairs (lower index first); edge_faces (E, 2) long: the edge's first
+    and second face (-1 where it has one face only, i.e. on a boundary); edge_turn (E, 2) long:
+    +1 where that face runs along the edge from edges[:, 0] to edges[:, 1], -1 the other way,
+    0 for no face. A face's screen-space winding times its turn says on which side of the edge
+    the face lies, without assuming the mesh is consistently wound.
     """
 
     faces: torch.Tensor  # (F, 3) long
     edges: torch.Tensor  # (E, 2) long
-    edge_opposite: torch.Tensor  # (E, 2) long
+    edge_faces: torch.Tensor  # (E, 2) long
+    edge_turn: torch.Tensor  # (E, 2) long
 
 
 def mesh_topology(faces: torch.Tensor) -> MeshTopology:
-    """Edges and their opposite vertices from (F, 3) faces; edges with >2 faces are refused.
+    """Edges and their faces from (F, 3) faces; edges with more than two faces are refused.
 
     Depends only on the faces: build it once per topology (`DepthRenderer` does).
     """
     faces = _check_faces(faces)
-    pairs = faces[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2)  # (3F, 2)
-    opposite = faces[:, [2, 0, 1]].reshape(-1)  # (3F,)
+    pairs = faces[:, [[0, 1], [1, 2], [2, 0]]].reshape(-1, 2)  # (3F, 2) as each face runs
+    owner = torch.arange(faces.shape[0], device=faces.device).repeat_interleave(3)
     lo, hi = pairs.min(dim=1).values, pairs.max(dim=1).values
+    turn = torch.where(pairs[:, 0] == lo, 1, -1)
     key = lo * (int(faces.max()) + 1) + hi if faces.numel() else lo
     order = torch.argsort(key, stable=True)
-    key, lo, hi, opposite = key[order], lo[order], hi[order], opposite[order]
+    key, lo, hi, owner, turn = key[order], lo[order], hi[order], owner[order], turn[order]
     unique, counts = torch.unique_consecutive(key, return_counts=True)
     if unique.numel() and int(counts.max()) > 2:
         bad = int(torch.nonzero(counts > 2)[0])
@@ -96,10 +101,15 @@ def mesh_topology(faces: torch.Tensor) -> MeshTopology:
             f"faces: edge ({int(lo[first])}, {int(hi[first])}) belongs to {int(counts[bad])} "
             "faces; the depth renderer needs a mesh whose edges have at most two faces"
         )
-    starts = torch.cumsum(counts, 0) - counts
-    edges = torch.stack([lo[starts], hi[starts]], dim=1)
-    second = torch.where(counts == 2, opposite[(starts + 1).clamp_max(key.numel() - 1)], -1)
-    return MeshTopology(faces, edges, torch.stack([opposite[starts], second], dim=1))
+    first = torch.cumsum(counts, 0) - counts
+    second = (first + 1).clamp_max(max(key.numel() - 1, 0))
+    two = counts == 2
+    return MeshTopology(
+        faces,
+        torch.stack([lo[first], hi[first]], dim=1),
+        torch.stack([owner[first], torch.where(two, owner[second], -1)], dim=1),
+        torch.stack([turn[first], torch.where(two, turn[second], 0)], dim=1),
+    )
 
 
 def render_depth(
@@ -135,10 +145,11 @@ def render_depth(
     z = vertices[..., 2]  # (B, N)
 
     with torch.no_grad():
-        face_key = _zbuffer(xy, z, topology.faces, height, width, near)
+        frame = _FaceFrame.of(xy, z, topology.faces, near)
+        face_key = _zbuffer(frame, topology.faces.shape[0], height, width)
         covered_flat = face_key != _NO_HIT
         pixel = torch.nonzero(covered_flat).squeeze(1)
-        face = (face_key[pixel] & _LOW32).long()
+        face = face_key.index_select(0, pixel) & _LOW32
     depth_flat = xy.new_zeros(covered_flat.numel())
     if pixel.numel():
         depth_flat = depth_flat.index_put(
@@ -148,7 +159,7 @@ def render_depth(
 
     with torch.no_grad():
         band = _band_winners(
-            xy, z, topology, depth_flat.detach(), covered_flat, height, width, near
+            xy, z, frame, topology, depth_flat.detach(), covered_flat, height, width
         )
     if band is not None:
         band_pixel, edge, side = band
@@ -183,12 +194,13 @@ class DepthRenderer(torch.nn.Module):
         topology = mesh_topology(torch.as_tensor(faces))
         self.register_buffer("faces", topology.faces, persistent=False)
         self.register_buffer("edges", topology.edges, persistent=False)
-        self.register_buffer("edge_opposite", topology.edge_opposite, persistent=False)
+        self.register_buffer("edge_faces", topology.edge_faces, persistent=False)
+        self.register_buffer("edge_turn", topology.edge_turn, persistent=False)
         self.height, self.width, self.near = int(height), int(width), float(near)
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> DepthRender:
         """(B, N, 3) vertices, (B, 3, 3) or (3, 3) K -> DepthRender of (B, H, W) maps."""
-        topology = MeshTopology(self.faces, self.edges, self.edge_opposite)
+        topology = MeshTopology(self.faces, self.edges, self.edge_faces, self.edge_turn)
         return render_depth(vertices, topology, K, self.height, self.width, self.near)
 
 
@@ -246,28 +258,55 @@ def _check_inputs(
 
 
 def _enumerate_boxes(
-    lo_x: torch.Tensor, hi_x: torch.Tensor, lo_y: torch.Tensor, hi_y: torch.Tensor, ok: torch.Tensor
+    min_x: torch.Tensor,
+    max_x: torch.Tensor,
+    min_y: torch.Tensor,
+    max_y: torch.Tensor,
+    ok: torch.Tensor,
+    height: int,
+    width: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer pixel boxes (M,) each (inclusive bounds, already clipped) -> every pixel in them.
+    """Every pixel centre of the image inside each of M screen boxes [min, max] (floats, (M,)).
 
-    Returns (owner (T,) index of the box, px (T,), py (T,)), long tensors.
+    Boxes where `ok` is false are skipped. Returns (owner (T,) index of the box, px (T,),
+    py (T,)), long tensors. Works in floats up to the few boxes that hold a centre.
     """
+    lo_x, hi_x = min_x.ceil().clamp_min(0), max_x.floor().clamp_max(width - 1)
+    lo_y, hi_y = min_y.ceil().clamp_min(0), max_y.floor().clamp_max(height - 1)
     nx = (hi_x - lo_x + 1).clamp_min(0)
     count = torch.where(ok, nx * (hi_y - lo_y + 1).clamp_min(0), 0)
-    boxes = torch.nonzero(count).squeeze(1)  # most faces of a small image cover no centre
-    count = count[boxes]
-    owner = boxes[torch.repeat_interleave(torch.arange(boxes.numel(), device=ok.device), count)]
+    boxes = torch.nonzero(count).squeeze(1)  # most faces of a small image hold no centre
+    count, nx = count[boxes].long(), nx[boxes].long()
+    lo_x, lo_y = lo_x[boxes].long(), lo_y[boxes].long()
+    local = torch.repeat_interleave(torch.arange(boxes.numel(), device=ok.device), count)
     start = torch.cumsum(count, 0) - count
-    offset = torch.arange(owner.numel(), device=ok.device) - torch.repeat_interleave(start, count)
-    row_len = nx[owner]
-    return owner, lo_x[owner] + offset % row_len, lo_y[owner] + offset // row_len
+    offset = torch.arange(local.numel(), device=ok.device) - start[local]
+    row_len = nx[local]
+    return boxes[local], lo_x[local] + offset % row_len, lo_y[local] + offset // row_len
 
 
-def _corners(values: torch.Tensor, faces: torch.Tensor) -> list[torch.Tensor]:
-    """(B, N) per-vertex values -> three (B * F,) tensors, one per face corner."""
-    batch, n_faces = values.shape[0], faces.shape[0]
-    gathered = values.index_select(1, faces.t().reshape(-1)).view(batch, 3, n_faces)
-    return [gathered[:, k].reshape(-1) for k in range(3)]
+class _FaceFrame(NamedTuple):
+    """Per face of every mesh (flat index b * F + f), no gradient: corner x, y, z (three (B*F,)
+    tensors each), twice the signed screen area (B*F,) and whether the face is drawn."""
+
+    x: list[torch.Tensor]
+    y: list[torch.Tensor]
+    z: list[torch.Tensor]
+    area: torch.Tensor
+    ok: torch.Tensor
+
+    @staticmethod
+    def of(xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, near: float) -> _FaceFrame:
+        batch, n = xy.shape[0], xy.shape[1]
+        # Flat gathers from contiguous per-coordinate planes: a gather along the vertex axis
+        # of the (B, N, 3) tensor, then slicing out columns, costs several times more.
+        base = torch.arange(batch, device=xy.device)[:, None] * n
+        corner = [(base + faces[:, k]).reshape(-1) for k in range(3)]  # (B * F,) each
+        planes = [xy[..., 0].reshape(-1), xy[..., 1].reshape(-1), z.reshape(-1)]
+        x, y, zc = ([plane.index_select(0, c) for c in corner] for plane in planes)
+        area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+        ok = (zc[0] > near) & (zc[1] > near) & (zc[2] > near) & (area != 0) & area.isfinite()
+        return _FaceFrame(x, y, zc, area, ok)
 
 
 def _lerp_weights(
@@ -283,40 +322,35 @@ def _lerp_weights(
     return [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dx[(k + 2) % 3] * dy[(k + 1) % 3] for k in range(3)]
 
 
-def _zbuffer(
-    xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, height: int, width: int, near: float
-) -> torch.Tensor:
+def _zbuffer(frame: _FaceFrame, n_faces: int, height: int, width: int) -> torch.Tensor:
     """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | face, or _NO_HIT."""
-    batch, n_faces = xy.shape[0], faces.shape[0]
-    x = _corners(xy[..., 0], faces)
-    y = _corners(xy[..., 1], faces)
-    zc = _corners(z, faces)
-    area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
-    ok = (zc[0] > near) & (zc[1] > near) & (zc[2] > near) & (area != 0) & torch.isfinite(area)
-    bound = float(max(height, width))
-
-    def box(c: list[torch.Tensor], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lo = torch.minimum(torch.minimum(c[0], c[1]), c[2]).clamp(-1.0, bound).ceil().long()
-        hi = torch.maximum(torch.maximum(c[0], c[1]), c[2]).clamp(-1.0, bound).floor().long()
-        return lo.clamp_min(0), hi.clamp_max(size - 1)
-
-    (lo_x, hi_x), (lo_y, hi_y) = box(x, width), box(y, height)
-    owner, px, py = _enumerate_boxes(lo_x, hi_x, lo_y, hi_y, ok)
-    keys = torch.full((batch * height * width,), _NO_HIT, dtype=torch.int64, device=xy.device)
+    x, y = frame.x, frame.y
+    owner, px, py = _enumerate_boxes(
+        torch.minimum(torch.minimum(x[0], x[1]), x[2]),
+        torch.maximum(torch.maximum(x[0], x[1]), x[2]),
+        torch.minimum(torch.minimum(y[0], y[1]), y[2]),
+        torch.maximum(torch.maximum(y[0], y[1]), y[2]),
+        frame.ok,
+        height,
+        width,
+    )
+    n_pixels = (x[0].numel() // n_faces) * height * width
+    keys = torch.full((n_pixels,), _NO_HIT, dtype=torch.int64, device=x[0].device)
     if owner.numel() == 0:
         return keys
     w = _lerp_weights(
         [c.index_select(0, owner) for c in x],
         [c.index_select(0, owner) for c in y],
-        px.to(xy.dtype),
-        py.to(xy.dtype),
+        px.to(x[0].dtype),
+        py.to(x[0].dtype),
     )
-    a = area.index_select(0, owner)
+    a = frame.area.index_select(0, owner)
     # Inside (edges included) when every weight has the sign of the area: either winding.
-    inside = (w[0] * a >= 0) & (w[1] * a >= 0) & (w[2] * a >= 0)
-    inv_z = sum(w[k] / zc[k].index_select(0, owner) for k in range(3))
+    inside = torch.nonzero((w[0] * a >= 0) & (w[1] * a >= 0) & (w[2] * a >= 0)).squeeze(1)
+    owner, px, py = owner[inside], px[inside], py[inside]
+    w, a = [wk.index_select(0, inside) for wk in w], a.index_select(0, inside)
+    inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
     depth = a / inv_z  # perspective-correct: 1 / z = sum_k (w_k / area) / z_k
-    owner, px, py, depth = owner[inside], px[inside], py[inside], depth[inside]
     bits = depth.float().view(torch.int32).long()  # positive floats order like their bits
     key = (bits << 32) | (owner % n_faces)
     pixel = (owner // n_faces) * (height * width) + py * width + px
@@ -352,29 +386,19 @@ def _face_depth(
     return (w[0] + w[1] + w[2]) / inv_z
 
 
-def _contour_edges(
-    xy: torch.Tensor, z: torch.Tensor, topology: MeshTopology, near: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _contour_edges(frame: _FaceFrame, topology: MeshTopology) -> tuple[torch.Tensor, torch.Tensor]:
     """Contour edges of every mesh: (flat index b * E + edge (C,), inner side (C,) +-1).
 
-    An edge is a contour in the image when the opposite vertices of its two faces project to
-    the same side of it (the surface folds over there), or when it has one face only. `side`
-    is the sign of the inner side: the band is drawn on the other one. Orientation-free, so
-    meshes need not be consistently wound.
+    An edge is a contour in the image when its two faces lie on the same side of it (the
+    surface folds over there), or when it has one face only. `side` is the sign of the faces'
+    side (of cross(edge, point - edge start)); the band is drawn on the other one.
     """
-    edges, opposite = topology.edges, topology.edge_opposite
-    xs, ys = xy[..., 0], xy[..., 1]
-    ax, ay = xs.index_select(1, edges[:, 0]), ys.index_select(1, edges[:, 0])
-    ex, ey = xs.index_select(1, edges[:, 1]) - ax, ys.index_select(1, edges[:, 1]) - ay
-
-    def side_of(vertex: torch.Tensor) -> torch.Tensor:
-        v = vertex.clamp_min(0)
-        return torch.sign(ex * (ys.index_select(1, v) - ay) - ey * (xs.index_select(1, v) - ax))
-
-    s0, s1 = side_of(opposite[:, 0]), side_of(opposite[:, 1])
-    contour = torch.where(opposite[:, 1] < 0, s0 != 0, s0 * s1 > 0)
-    contour &= (z.index_select(1, edges[:, 0]) > near) & (z.index_select(1, edges[:, 1]) > near)
-    contour &= (ex != 0) | (ey != 0)
+    batch = frame.ok.numel() // topology.faces.shape[0]
+    winding = torch.where(frame.ok, torch.sign(frame.area), 0).view(batch, -1)
+    faces, turn = topology.edge_faces, topology.edge_turn.to(winding.dtype)
+    s0 = winding.index_select(1, faces[:, 0]) * turn[:, 0]
+    s1 = winding.index_select(1, faces[:, 1].clamp_min(0)) * turn[:, 1]  # 0 without a face
+    contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
     flat = torch.nonzero(contour.reshape(-1)).squeeze(1)
     return flat, s0.reshape(-1).index_select(0, flat)
 
@@ -382,31 +406,37 @@ def _contour_edges(
 def _band_winners(
     xy: torch.Tensor,
     z: torch.Tensor,
+    frame: _FaceFrame,
     topology: MeshTopology,
     depth_flat: torch.Tensor,
     covered_flat: torch.Tensor,
     height: int,
     width: int,
-    near: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Per pixel the visible outer band with the largest alpha: (pixel, b * E + edge, side)."""
-    flat_edge, side = _contour_edges(xy, z, topology, near)
+    flat_edge, side = _contour_edges(frame, topology)
     if flat_edge.numel() == 0:
         return None
     n_edges, n = topology.edges.shape[0], xy.shape[1]
     b = flat_edge // n_edges
     ends = topology.edges.index_select(0, flat_edge % n_edges)
     flat_x, flat_y = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
-    bound = float(max(height, width))
-
-    def box(flat: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        u, v = flat.index_select(0, b * n + ends[:, 0]), flat.index_select(0, b * n + ends[:, 1])
-        lo = (torch.minimum(u, v) - 1).clamp(-1.0, bound).ceil().long()
-        hi = (torch.maximum(u, v) + 1).clamp(-1.0, bound).floor().long()
-        return lo.clamp_min(0), hi.clamp_max(size - 1)
-
-    (lo_x, hi_x), (lo_y, hi_y) = box(flat_x, width), box(flat_y, height)
-    owner, px, py = _enumerate_boxes(lo_x, hi_x, lo_y, hi_y, torch.ones_like(b, dtype=torch.bool))
+    first, second = b * n + ends[:, 0], b * n + ends[:, 1]
+    ax, ay = flat_x.index_select(0, first), flat_y.index_select(0, first)
+    cx, cy = flat_x.index_select(0, second), flat_y.index_select(0, second)
+    # The band is the parallelogram swept by the edge one pixel along its outer normal; its
+    # box holds about half the pixels of the edge's box grown by a pixel on every side.
+    length = torch.sqrt((cx - ax) ** 2 + (cy - ay) ** 2)
+    nx, ny = side * (cy - ay) / length, -side * (cx - ax) / length
+    owner, px, py = _enumerate_boxes(
+        torch.minimum(ax, cx) + nx.clamp_max(0),
+        torch.maximum(ax, cx) + nx.clamp_min(0),
+        torch.minimum(ay, cy) + ny.clamp_max(0),
+        torch.maximum(ay, cy) + ny.clamp_min(0),
+        torch.ones_like(b, dtype=torch.bool),
+        height,
+        width,
+    )
     if owner.numel() == 0:
         return None
     pixel = b.index_select(0, owner) * (height * width) + py * width + px
@@ -420,15 +450,16 @@ def _band_winners(
         height,
         width,
     )
-    keep = (alpha > 0) & (~covered_flat[pixel] | (z_edge < depth_flat[pixel]))
-    owner, pixel, alpha = owner[keep], pixel[keep], alpha[keep]
-    if owner.numel() == 0:
+    visible = ~covered_flat.index_select(0, pixel) | (z_edge < depth_flat.index_select(0, pixel))
+    keep = torch.nonzero((alpha > 0) & visible).squeeze(1)
+    if keep.numel() == 0:
         return None
+    owner, pixel, alpha = owner[keep], pixel[keep], alpha[keep]
     key = (alpha.float().view(torch.int32).long() << 32) | owner
     best = torch.full_like(covered_flat, -1, dtype=torch.int64)
     best = best.scatter_reduce_(0, pixel, key, "amax")
     band_pixel = torch.nonzero(best >= 0).squeeze(1)
-    winner = best[band_pixel] & _LOW32
+    winner = best.index_select(0, band_pixel) & _LOW32
     return band_pixel, flat_edge[winner], side[winner]
 
 
