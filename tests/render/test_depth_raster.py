@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import trimesh
 
 from handshape.handmodel.model import HandModel
 from handshape.losses import rendered_depth_loss
@@ -85,6 +84,8 @@ def test_depth_matches_deodr(hand: HandModel) -> None:
 
 
 def sphere(subdivisions: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    import trimesh  # here, not at the top: the CUDA test runs where trimesh is not installed
+
     mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.05)
     v = torch.tensor(mesh.vertices) + torch.tensor([0.004, -0.003, 0.3])
     return v, torch.tensor(mesh.faces)
