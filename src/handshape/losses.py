@@ -285,6 +285,8 @@ def rendered_depth_loss(
     edge (0 < c < 1) the two mix, and the derivative with respect to c pulls the edge onto a hand
     pixel whenever the edge's depth there is within `miss` of the reference. Pixels outside the
     hand region cost nothing (the paper's L_D); other terms keep the mesh from spreading there.
+    So the loss is flat while an edge moves between the last hand pixel's centre and the next
+    pixel's: it places a silhouette to within a pixel, not finer.
 
     Args:
         rendered: (B, H, W) `DepthRender.depth`: surface depth where coverage > 0.

@@ -7,7 +7,8 @@ drawn with the intrinsics K of a crop (pixel centres at integer coordinates, as
 How it draws (vectorised over the batch; no per-mesh or per-pixel Python loop):
 1. Project the vertices. Every face enumerates the pixel centres inside its screen bounding box
    (at the paper's 32 x 32 a hand's faces are about a pixel wide, so a face has 0-2 candidates).
-2. Screen-space barycentrics decide which centres a face covers (edges inclusive, both windings:
+2. Screen-space barycentrics l_i decide which centres a face covers (edges inclusive, so a
+   centre on a shared edge is claimed by both faces and the z-buffer picks one; both windings:
    no back-face culling); the depth there is perspective-correct, z = 1 / sum_i(l_i / z_i).
 3. A z-buffer keeps the nearest face per pixel: one `scatter_reduce(amin)` over int64 keys
    (the float32 bit pattern of the depth, which orders like the depth for positive numbers,
@@ -29,9 +30,10 @@ and the depth blends, alpha * z_edge + (1 - alpha) * z_behind; under a nearer su
 hidden. Why this and not a soft rasteriser (SoftRas-style blur of every face): the band leaves
 every covered pixel's depth exact (what the checks against pyrender and DEODR test), costs one
 extra pass over the few hundred contour edges instead of a blurred pass over all faces, and
-thresholding nothing is needed: `covered` is the exact hard mask. Its reach is one pixel: an
-edge more than a pixel away from a missed hand pixel gets no pull from it (at 32 x 32 a pixel is
-about 9 mm of a hand filling the crop, more than the errors fine-tuning corrects).
+the hard mask `covered` comes out exact, with no threshold to pick. Its reach is one pixel: an
+edge more than a pixel away from a missed hand pixel gets no pull from it (at 32 x 32 a pixel
+spans several millimetres of a hand filling the crop). `handshape.losses.rendered_depth_loss`
+is the L_D that uses both outputs.
 
 Outputs (`DepthRender`):
 - depth (B, H, W): the camera z (unit of the vertices) of the surface at each pixel centre;
@@ -166,8 +168,8 @@ def render_depth(
         alpha, z_edge = _edge_alpha_depth(
             xy, z, topology.edges, band_pixel, edge, side, height, width
         )
-        under = covered_flat[band_pixel]
-        behind = depth_flat[band_pixel]
+        under = covered_flat.index_select(0, band_pixel)
+        behind = depth_flat.index_select(0, band_pixel)
         depth_flat = depth_flat.index_put(
             (band_pixel,), torch.where(under, alpha * z_edge + (1 - alpha) * behind, z_edge)
         )
@@ -276,13 +278,16 @@ def _enumerate_boxes(
     nx = (hi_x - lo_x + 1).clamp_min(0)
     count = torch.where(ok, nx * (hi_y - lo_y + 1).clamp_min(0), 0)
     boxes = torch.nonzero(count).squeeze(1)  # most faces of a small image hold no centre
-    count, nx = count[boxes].long(), nx[boxes].long()
-    lo_x, lo_y = lo_x[boxes].long(), lo_y[boxes].long()
-    local = torch.repeat_interleave(torch.arange(boxes.numel(), device=ok.device), count)
+    count, nx, lo_x, lo_y = (t.index_select(0, boxes).long() for t in (count, nx, lo_x, lo_y))
+    local = torch.repeat_interleave(count)  # box of each output pixel, 0 .. len(boxes) - 1
     start = torch.cumsum(count, 0) - count
-    offset = torch.arange(local.numel(), device=ok.device) - start[local]
-    row_len = nx[local]
-    return boxes[local], lo_x[local] + offset % row_len, lo_y[local] + offset // row_len
+    offset = torch.arange(local.numel(), device=ok.device) - start.index_select(0, local)
+    row_len = nx.index_select(0, local)
+    return (
+        boxes.index_select(0, local),
+        lo_x.index_select(0, local) + offset % row_len,
+        lo_y.index_select(0, local) + offset // row_len,
+    )
 
 
 class _FaceFrame(NamedTuple):
@@ -347,7 +352,7 @@ def _zbuffer(frame: _FaceFrame, n_faces: int, height: int, width: int) -> torch.
     a = frame.area.index_select(0, owner)
     # Inside (edges included) when every weight has the sign of the area: either winding.
     inside = torch.nonzero((w[0] * a >= 0) & (w[1] * a >= 0) & (w[2] * a >= 0)).squeeze(1)
-    owner, px, py = owner[inside], px[inside], py[inside]
+    owner, px, py = (t.index_select(0, inside) for t in (owner, px, py))
     w, a = [wk.index_select(0, inside) for wk in w], a.index_select(0, inside)
     inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
     depth = a / inv_z  # perspective-correct: 1 / z = sum_k (w_k / area) / z_k
@@ -454,13 +459,13 @@ def _band_winners(
     keep = torch.nonzero((alpha > 0) & visible).squeeze(1)
     if keep.numel() == 0:
         return None
-    owner, pixel, alpha = owner[keep], pixel[keep], alpha[keep]
+    owner, pixel, alpha = (t.index_select(0, keep) for t in (owner, pixel, alpha))
     key = (alpha.float().view(torch.int32).long() << 32) | owner
     best = torch.full_like(covered_flat, -1, dtype=torch.int64)
     best = best.scatter_reduce_(0, pixel, key, "amax")
     band_pixel = torch.nonzero(best >= 0).squeeze(1)
     winner = best.index_select(0, band_pixel) & _LOW32
-    return band_pixel, flat_edge[winner], side[winner]
+    return band_pixel, flat_edge.index_select(0, winner), side.index_select(0, winner)
 
 
 def _edge_alpha_depth(
