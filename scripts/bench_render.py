@@ -79,9 +79,10 @@ def ours_step(
     size: int,
     dtype: torch.dtype,
     device: str,
+    cull: bool = False,
 ) -> tuple[Callable[[], None], Callable[[], None]]:
     """(forward + backward of one batch through handshape's rasteriser, device sync)."""
-    renderer = DepthRenderer(model.faces, size, size).to(device)
+    renderer = DepthRenderer(model.faces, size, size, cull_back_faces=cull).to(device)
     vertices = v.to(device, dtype)
     K = intrinsics(K_unit, size).to(device, dtype)
     weights = torch.rand(v.shape[0], size, size, generator=torch.Generator().manual_seed(0))
@@ -124,14 +125,21 @@ def measure(repeat: int, with_deodr: bool) -> dict[str, float]:
     torch.set_num_threads(1)
     f32, sync = ours_step(model, v, K_unit, 32, torch.float32, "cpu")
     f64, _ = ours_step(model, v, K_unit, 32, torch.float64, "cpu")
-    f32(), f64()  # warm-up
+    culled, _ = ours_step(model, v, K_unit, 32, torch.float32, "cpu", cull=True)
+    f32(), f64(), culled()  # warm-up
     if with_deodr:
         deodr_step(model, v, K_unit, 32, 0)()  # DEODR's first call sets things up
     # Interleaved (a batch of ours, a mesh of DEODR, ...) so that both meet the same background
     # load on a shared machine.
-    runs: dict[str, list[float]] = {"ours_1t_32": [], "ours_1t_32_f64": [], "deodr_32": []}
+    runs: dict[str, list[float]] = {
+        "ours_1t_32": [],
+        "ours_1t_32_f64": [],
+        "ours_1t_32_cull": [],
+        "deodr_32": [],
+    }
     for i in range(repeat):
         runs["ours_1t_32"].append(timed(f32, sync))
+        runs["ours_1t_32_cull"].append(timed(culled, sync))
         runs["ours_1t_32_f64"].append(timed(f64, sync))
         if with_deodr:
             runs["deodr_32"].append(timed(deodr_step(model, v, K_unit, 32, i % BATCH), sync))
@@ -166,6 +174,7 @@ def report(r: dict, repeat: int, note: str) -> str:
         )
     rows += [
         row("handshape, float32", 32, 1, "ours_1t_32"),
+        row("handshape, float32, back faces culled", 32, 1, "ours_1t_32_cull"),
         row("handshape, float64", 32, 1, "ours_1t_32_f64"),
         row("handshape, float32", 32, r["threads"], "ours_nt_32"),
         row("handshape, float32", 64, 1, "ours_1t_64"),

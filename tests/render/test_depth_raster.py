@@ -214,6 +214,32 @@ def test_only_the_silhouette_band_pulls_a_flat_finger_sideways() -> None:
     assert out.covered[target.covered].all()
 
 
+@pytest.mark.parametrize("size", [32, 96])
+def test_back_face_culling_changes_nothing_on_the_closed_hand(hand: HandModel, size: int) -> None:
+    v, K = posed_hand(hand, "fist", 6), crop_intrinsics(size)
+    vertices = v[None].clone().requires_grad_(True)
+    culled = render_depth(vertices, hand.faces, K, size, size, cull_back_faces=True)
+    full = render_depth(v[None], hand.faces, K, size, size)
+    assert torch.equal(culled.covered, full.covered) and culled.covered.any()
+    torch.testing.assert_close(culled.depth, full.depth, rtol=0, atol=0)
+    torch.testing.assert_close(culled.coverage, full.coverage, rtol=0, atol=0)
+
+
+def test_back_face_culling_drops_faces_wound_clockwise_seen_from_the_camera() -> None:
+    # Seen from the camera (y down on the image) these corners run clockwise: a back face. It
+    # spans pixels 2..6 both ways (2 px = 1 cm at 0.5 m with f = 100).
+    v = torch.tensor(
+        [[-0.01, -0.01, 0.5], [0.01, -0.01, 0.5], [0.01, 0.01, 0.5], [-0.01, 0.01, 0.5]],
+        dtype=torch.float64,
+    )
+    back = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    K = torch.tensor([[100.0, 0.0, 4.0], [0.0, 100.0, 4.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    assert render_depth(v[None], back, K, 9, 9).covered.sum() == 25
+    assert render_depth(v[None], back, K, 9, 9, cull_back_faces=True).covered.sum() == 0
+    front = back.flip(1)
+    assert render_depth(v[None], front, K, 9, 9, cull_back_faces=True).covered.sum() == 25
+
+
 def test_batch_items_are_independent(hand: HandModel) -> None:
     size = 24
     vs = torch.stack([posed_hand(hand, g, i) for i, g in enumerate(["fist", "point", "ok"])])

@@ -121,6 +121,7 @@ def render_depth(
     height: int,
     width: int,
     near: float = 1e-3,
+    cull_back_faces: bool = False,
 ) -> DepthRender:
     """Render the depth and coverage of a batch of meshes (see the module docstring).
 
@@ -132,6 +133,11 @@ def render_depth(
             row [0, 0, 1]); cast to the vertices' dtype.
         height, width: image size in pixels.
         near: faces with a vertex at z <= near are not drawn.
+        cull_back_faces: leave faces that turn their back to the camera out of the z-buffer,
+            taking a face as front-facing when its corners run counter-clockwise seen from
+            outside the mesh (handshape's hand and MANO are wound so). Exact for a closed mesh
+            seen from outside, and about twice as fast there (most of the work is per face);
+            contour edges still come from all faces.
 
     Returns:
         DepthRender(depth (B, H, W), coverage (B, H, W), covered (B, H, W) bool), differentiable
@@ -148,7 +154,10 @@ def render_depth(
 
     with torch.no_grad():
         frame = _FaceFrame.of(xy, z, topology.faces, near)
-        face_key = _zbuffer(frame, topology.faces.shape[0], height, width)
+        # Counter-clockwise seen from outside is clockwise on the image (y points down): a
+        # negative signed area.
+        drawn = frame.ok & (frame.area < 0) if cull_back_faces else frame.ok
+        face_key = _zbuffer(frame, drawn, topology.faces.shape[0], height, width)
         covered_flat = face_key != _NO_HIT
         pixel = torch.nonzero(covered_flat).squeeze(1)
         face = face_key.index_select(0, pixel) & _LOW32
@@ -186,11 +195,18 @@ class DepthRenderer(torch.nn.Module):
     """`render_depth` for one fixed topology and image size; the edge structure is built once.
 
     Example:
-        >>> renderer = DepthRenderer(hand.faces, 32, 32)  # doctest: +SKIP
+        >>> renderer = DepthRenderer(hand.faces, 32, 32, cull_back_faces=True)  # doctest: +SKIP
         >>> out = renderer(vertices, K)  # depth, coverage, covered: (B, 32, 32)
     """
 
-    def __init__(self, faces: torch.Tensor, height: int, width: int, near: float = 1e-3) -> None:
+    def __init__(
+        self,
+        faces: torch.Tensor,
+        height: int,
+        width: int,
+        near: float = 1e-3,
+        cull_back_faces: bool = False,
+    ) -> None:
         super().__init__()
         _check_size(height, width)
         topology = mesh_topology(torch.as_tensor(faces))
@@ -199,11 +215,14 @@ class DepthRenderer(torch.nn.Module):
         self.register_buffer("edge_faces", topology.edge_faces, persistent=False)
         self.register_buffer("edge_turn", topology.edge_turn, persistent=False)
         self.height, self.width, self.near = int(height), int(width), float(near)
+        self.cull_back_faces = bool(cull_back_faces)
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> DepthRender:
         """(B, N, 3) vertices, (B, 3, 3) or (3, 3) K -> DepthRender of (B, H, W) maps."""
         topology = MeshTopology(self.faces, self.edges, self.edge_faces, self.edge_turn)
-        return render_depth(vertices, topology, K, self.height, self.width, self.near)
+        return render_depth(
+            vertices, topology, K, self.height, self.width, self.near, self.cull_back_faces
+        )
 
 
 # ----------------------------------------------------------------------------- checks
@@ -327,7 +346,9 @@ def _lerp_weights(
     return [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dx[(k + 2) % 3] * dy[(k + 1) % 3] for k in range(3)]
 
 
-def _zbuffer(frame: _FaceFrame, n_faces: int, height: int, width: int) -> torch.Tensor:
+def _zbuffer(
+    frame: _FaceFrame, drawn: torch.Tensor, n_faces: int, height: int, width: int
+) -> torch.Tensor:
     """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | face, or _NO_HIT."""
     x, y = frame.x, frame.y
     owner, px, py = _enumerate_boxes(
@@ -335,7 +356,7 @@ def _zbuffer(frame: _FaceFrame, n_faces: int, height: int, width: int) -> torch.
         torch.maximum(torch.maximum(x[0], x[1]), x[2]),
         torch.minimum(torch.minimum(y[0], y[1]), y[2]),
         torch.maximum(torch.maximum(y[0], y[1]), y[2]),
-        frame.ok,
+        drawn,
         height,
         width,
     )
