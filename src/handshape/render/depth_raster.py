@@ -149,8 +149,9 @@ def render_depth(
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
     p = vertices @ K.transpose(1, 2)
-    xy = p[..., :2] / p[..., 2:3]  # (B, N, 2) pixels
-    z = vertices[..., 2]  # (B, N)
+    # (2, B, N): the x and y pixel planes, each contiguous, as the flat gathers below want them.
+    xy = (p[..., :2] / p[..., 2:3]).permute(2, 0, 1).contiguous()
+    z = vertices[..., 2].contiguous()  # (B, N)
 
     with torch.no_grad():
         frame = _FaceFrame.of(xy, z, topology.faces, near)
@@ -274,6 +275,9 @@ def _check_inputs(
 
 
 # ----------------------------------------------------------------------------- rasterising
+# Shared arguments below: xy (2, B, N) the vertices' pixel x and y planes, z (B, N) their depth;
+# flat indices run over the batch first: pixel b * H * W + row * W + column, face b * F + f,
+# edge b * E + e.
 # Per-element work uses flat 1-D tensors and index_select: on a CPU, gathers and reductions
 # over a trailing dimension of 2 or 3 cost several times more than the same work on columns.
 
@@ -302,16 +306,18 @@ def _enumerate_boxes(
     start = torch.cumsum(count, 0) - count
     offset = torch.arange(local.numel(), device=ok.device) - start.index_select(0, local)
     row_len = nx.index_select(0, local)
+    row = offset // row_len  # one integer division (they do not vectorise); no modulo
     return (
         boxes.index_select(0, local),
-        lo_x.index_select(0, local) + offset % row_len,
-        lo_y.index_select(0, local) + offset // row_len,
+        lo_x.index_select(0, local) + offset - row * row_len,
+        lo_y.index_select(0, local) + row,
     )
 
 
 class _FaceFrame(NamedTuple):
     """Per face of every mesh (flat index b * F + f), no gradient: corner x, y, z (three (B*F,)
-    tensors each), twice the signed screen area (B*F,) and whether the face is drawn."""
+    tensors each), twice the signed screen area (B*F,) and whether the face can be drawn (in
+    front of the near plane, not degenerate)."""
 
     x: list[torch.Tensor]
     y: list[torch.Tensor]
@@ -321,15 +327,16 @@ class _FaceFrame(NamedTuple):
 
     @staticmethod
     def of(xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, near: float) -> _FaceFrame:
-        batch, n = xy.shape[0], xy.shape[1]
-        # Flat gathers from contiguous per-coordinate planes: a gather along the vertex axis
-        # of the (B, N, 3) tensor, then slicing out columns, costs several times more.
-        base = torch.arange(batch, device=xy.device)[:, None] * n
-        corner = [(base + faces[:, k]).reshape(-1) for k in range(3)]  # (B * F,) each
-        planes = [xy[..., 0].reshape(-1), xy[..., 1].reshape(-1), z.reshape(-1)]
-        x, y, zc = ([plane.index_select(0, c) for c in corner] for plane in planes)
+        # Gathers along the vertex axis of contiguous (B, N) planes, one per coordinate and
+        # corner: several times faster than gathering (B, N, 3) rows and slicing columns.
+        cols = faces.t().contiguous()
+        x, y, zc = (
+            [plane.index_select(1, cols[k]).reshape(-1) for k in range(3)]
+            for plane in (xy[0], xy[1], z)
+        )
         area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
-        ok = (zc[0] > near) & (zc[1] > near) & (zc[2] > near) & (area != 0) & area.isfinite()
+        nearest = torch.minimum(torch.minimum(zc[0], zc[1]), zc[2])
+        ok = (nearest > near) & (area != 0) & area.isfinite()
         return _FaceFrame(x, y, zc, area, ok)
 
 
@@ -378,8 +385,9 @@ def _zbuffer(
     inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
     depth = a / inv_z  # perspective-correct: 1 / z = sum_k (w_k / area) / z_k
     bits = depth.float().view(torch.int32).long()  # positive floats order like their bits
-    key = (bits << 32) | (owner % n_faces)
-    pixel = (owner // n_faces) * (height * width) + py * width + px
+    b = owner // n_faces
+    key = (bits << 32) | (owner - b * n_faces)
+    pixel = b * (height * width) + py * width + px
     return keys.scatter_reduce_(0, pixel, key, "amin")
 
 
@@ -387,8 +395,10 @@ def _pixel_centres(
     pixel: torch.Tensor, height: int, width: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat pixel indices (M,) -> (batch index, px, py), px/py in `dtype`."""
-    b, rest = pixel // (height * width), pixel % (height * width)
-    return b, (rest % width).to(dtype), (rest // width).to(dtype)
+    b = pixel // (height * width)
+    rest = pixel - b * (height * width)
+    row = rest // width
+    return b, (rest - row * width).to(dtype), row.to(dtype)
 
 
 def _face_depth(
@@ -401,9 +411,9 @@ def _face_depth(
     width: int,
 ) -> torch.Tensor:
     """Differentiable perspective-correct depth of `face` at flat `pixel` (M,) -> (M,)."""
-    n = xy.shape[1]
+    n = xy.shape[2]
     b, px, py = _pixel_centres(pixel, height, width, xy.dtype)
-    flat_x, flat_y, flat_z = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1), z.reshape(-1)
+    flat_x, flat_y, flat_z = xy[0].reshape(-1), xy[1].reshape(-1), z.reshape(-1)
     corner = [b * n + faces[:, k].index_select(0, face) for k in range(3)]
     x = [flat_x.index_select(0, c) for c in corner]
     y = [flat_y.index_select(0, c) for c in corner]
@@ -443,10 +453,10 @@ def _band_winners(
     flat_edge, side = _contour_edges(frame, topology)
     if flat_edge.numel() == 0:
         return None
-    n_edges, n = topology.edges.shape[0], xy.shape[1]
+    n_edges, n = topology.edges.shape[0], xy.shape[2]
     b = flat_edge // n_edges
     ends = topology.edges.index_select(0, flat_edge % n_edges)
-    flat_x, flat_y = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
+    flat_x, flat_y = xy[0].reshape(-1), xy[1].reshape(-1)
     first, second = b * n + ends[:, 0], b * n + ends[:, 1]
     ax, ay = flat_x.index_select(0, first), flat_y.index_select(0, first)
     cx, cy = flat_x.index_select(0, second), flat_y.index_select(0, second)
@@ -506,11 +516,11 @@ def _edge_alpha_depth(
     away, and -1 on the inner side; z_edge: the perspective-correct depth of the edge at t.
     Differentiable with respect to xy and z. Returns ((M,), (M,)).
     """
-    n_edges, n = edges.shape[0], xy.shape[1]
+    n_edges, n = edges.shape[0], xy.shape[2]
     b, px, py = _pixel_centres(pixel, height, width, xy.dtype)
     ends = edges.index_select(0, flat_edge % n_edges)
     first, second = b * n + ends[:, 0], b * n + ends[:, 1]
-    flat_x, flat_y, flat_z = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1), z.reshape(-1)
+    flat_x, flat_y, flat_z = xy[0].reshape(-1), xy[1].reshape(-1), z.reshape(-1)
     ax, ay = flat_x.index_select(0, first), flat_y.index_select(0, first)
     ex, ey = flat_x.index_select(0, second) - ax, flat_y.index_select(0, second) - ay
     dx, dy = px - ax, py - ay
