@@ -164,7 +164,8 @@ def report(r: dict, repeat: int, note: str) -> str:
     deodr = r.get("deodr_32")
 
     def row(what: str, size: int, threads: object, key: str) -> str:
-        ratio = f"{deodr / per[key]:.0f}x" if deodr and size == 32 and threads else ""
+        x = deodr / per[key] if deodr and size == 32 and threads else None
+        ratio = "" if x is None else f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
         return f"| {what} | {size} x {size} | {threads} | {per[key]:.3f} | {ratio} |"
 
     rows = []
