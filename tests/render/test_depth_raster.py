@@ -22,7 +22,9 @@ def hand() -> HandModel:
     return HandModel.default().double()
 
 
-def posed_hand(hand: HandModel, gesture: str, seed: int, offset=(0.01, 0.0, 0.0)) -> torch.Tensor:
+def posed_hand(
+    hand: HandModel, gesture: str, seed: int, offset: tuple[float, float, float] = (0.01, 0.0, 0.0)
+) -> torch.Tensor:
     """(N, 3) float64 vertices of a random hand in the camera frame, centred near the axis."""
     gen = torch.Generator().manual_seed(seed)
     shape = torch.randn(1, hand.num_shapes, generator=gen, dtype=torch.float64)
