@@ -215,3 +215,41 @@ def test_depth_loss_gradcheck() -> None:
     pred = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
     mask = _rand(2, 3, 3, seed=2) > 0
     assert torch.autograd.gradcheck(lambda p: depth_loss(p, gt, mask, beta=0.5), (pred,))
+
+
+def test_rendered_depth_loss_hand_computed() -> None:
+    from handshape.losses import rendered_depth_loss
+
+    nan = float("nan")
+    rendered = torch.tensor([[[1.0, 3.0, 0.5]], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]], dtype=F64)
+    coverage = torch.tensor([[[1.0, 1.0, 0.25]], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]], dtype=F64)
+    reference = torch.tensor([[[1.5, 1.0, 2.0]], [[4.0, nan, nan]], [[9.0, 9.0, 9.0]]], dtype=F64)
+    mask = torch.tensor([[[True, True, True]], [[True, False, False]], [[False] * 3]])
+    rendered.requires_grad_()
+    coverage.requires_grad_()
+    loss = rendered_depth_loss(rendered, coverage, reference, mask, beta=1.0, miss=2.0)
+    # Sample 0: 0.5 * 0.5^2 = 0.125; 2 - 0.5 = 1.5; a quarter of smoothL1(1.5) = 1.0 plus three
+    # quarters of the miss smoothL1(2) = 1.5. Sample 1: one missed hand pixel (NaN references
+    # outside the hand are never read). Sample 2: no hand pixel.
+    expected = [(0.125 + 1.5 + 0.25 * 1.0 + 0.75 * 1.5) / 3, 1.5, 0.0]
+    torch.testing.assert_close(loss, torch.tensor(expected, dtype=F64))
+    loss.sum().backward()
+    assert torch.isfinite(rendered.grad).all() and torch.isfinite(coverage.grad).all()
+    # More coverage of a hand pixel whose edge depth is within `miss` lowers the loss.
+    assert coverage.grad[0, 0, 2].item() == pytest.approx((1.0 - 1.5) / 3)
+    assert rendered.grad[2].abs().sum() == 0 and coverage.grad[2].abs().sum() == 0
+    with pytest.raises(ValueError, match="one shape"):
+        rendered_depth_loss(rendered, coverage[:, :, :2], reference, mask)
+
+
+def test_rendered_depth_loss_gradcheck() -> None:
+    from handshape.losses import rendered_depth_loss
+
+    reference = _rand(2, 3, 3)
+    rendered = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
+    coverage = _rand(2, 3, 3, seed=3).clamp(0, 1).requires_grad_()
+    mask = _rand(2, 3, 3, seed=2) > 0
+    assert torch.autograd.gradcheck(
+        lambda r, c: rendered_depth_loss(r, c, reference, mask, beta=0.5, miss=1.0),
+        (rendered, coverage),
+    )
