@@ -98,7 +98,9 @@ def _points(value: object, count: int | None, path: Path, what: str) -> np.ndarr
         arr = np.asarray(value)
     except ValueError:  # ragged
         arr = np.empty(0, dtype=object)
-    if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[1] != 3:
+    # numpy turns true/false into 1/0 silently; JSON booleans are not coordinates.
+    bad = arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[1] != 3
+    if bad or any(type(c) is bool for point in value for c in point):  # type: ignore[union-attr]
         raise PredictionFileError(
             f"{path}: {what} must be a list of [x, y, z] number triples, got "
             f"{_describe(value)}"
