@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from handshape.geometry.rotations import axis_angle_to_matrix
+from handshape.metrics import procrustes_align
 from handshape.protocols import (
     f_score,
     freihand_report,
@@ -189,3 +190,37 @@ def test_2d_pck_in_pixels_by_hand() -> None:
     assert rep["epe_mean_px"] == pytest.approx(5.0) and rep["epe_median_px"] == pytest.approx(5.0)
     # Counted, the invisible joint would pull the numbers down.
     assert pck_2d_report(pred, gt)["pck_30px"] == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- references
+
+
+def test_alignment_matches_a_naive_scipy_reference_of_the_official_computation() -> None:
+    # FreiHAND's eval.py, restated: centre both sets, divide each by its Frobenius norm,
+    # (R, s) = scipy.linalg.orthogonal_procrustes(gt, pred), aligned = pred R^T s |gt| + mean(gt).
+    from scipy.linalg import orthogonal_procrustes
+
+    rng = np.random.default_rng(11)
+    gt = rng.normal(size=(6, 21, 3))
+    pred = gt + rng.normal(scale=0.5, size=gt.shape)
+    pred[3:] *= np.array([-1.0, 1.0, 1.0])  # half of them mirrored
+    ours = procrustes_align(pred, gt, allow_reflection=True)
+    for b in range(gt.shape[0]):
+        g, p = gt[b] - gt[b].mean(0), pred[b] - pred[b].mean(0)
+        g_norm, p_norm = np.linalg.norm(g), np.linalg.norm(p)
+        r, s = orthogonal_procrustes(g / g_norm, p / p_norm)
+        reference = (p / p_norm) @ r.T * s * g_norm + gt[b].mean(0)
+        assert np.allclose(ours[b], reference, atol=1e-12)
+
+
+def test_f_score_matches_a_brute_force_loop() -> None:
+    rng = np.random.default_rng(12)
+    gt = rng.normal(scale=10.0, size=(3, 40, 3))
+    pred = gt[:, :30] + rng.normal(scale=4.0, size=(3, 30, 3))
+    thresholds = [2.0, 5.0, 15.0]
+    ours = f_score(pred, gt, thresholds, unit=1.0)
+    for b in range(3):
+        d = np.linalg.norm(gt[b][:, None] - pred[b][None], axis=-1)  # (40, 30)
+        for i, t in enumerate(thresholds):
+            p, r = (d.min(1) < t).mean(), (d.min(0) < t).mean()
+            assert ours[b, i] == pytest.approx(0.0 if p + r == 0 else 2 * p * r / (p + r))
