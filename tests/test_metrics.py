@@ -268,3 +268,14 @@ def test_joint_epe_averages_per_joint_like_evalutil() -> None:
 def test_2d_thresholds_are_zimmermanns_eval2d() -> None:
     assert THRESHOLDS_2D_PX.shape == (20,)
     assert THRESHOLDS_2D_PX[0] == 0.0 and THRESHOLDS_2D_PX[-1] == 30.0
+
+
+def test_pck_curve_matches_a_naive_count_on_random_errors_with_gaps() -> None:
+    rng = np.random.default_rng(13)
+    errors = np.round(np.abs(rng.normal(scale=15.0, size=(60, 7))), 1)  # ties on thresholds
+    errors[rng.random(errors.shape) < 0.2] = np.nan
+    thr = np.arange(0.0, 50.0, 0.5)
+    naive = np.array([
+        np.mean([np.mean(col[~np.isnan(col)] <= t) for col in errors.T]) for t in thr
+    ])  # fmt: skip
+    assert np.allclose(pck_curve(errors, thr), naive)

@@ -152,10 +152,14 @@ def pck_curve(errors: np.ndarray | torch.Tensor, thresholds: np.ndarray) -> np.n
     keep = counts > 0
     if not keep.any():
         raise ValueError("pck_curve: no evaluated error")
-    e, valid, counts = e[:, keep], valid[:, keep], counts[keep]
-    under = (e[None] <= t[:, None, None]) & valid[None]  # (T, B, J)
-    per_joint = under.sum(1) / counts  # (T, J)
-    return per_joint.mean(1)
+    e, counts = e[:, keep], counts[keep]
+    # Sorting each joint's errors (NaN last) and counting with searchsorted avoids a (T, B, J)
+    # comparison array: FreiHAND's mesh AUC has 100 x 3960 x 778 of them.
+    ranked = np.sort(e, axis=0)
+    per_joint = np.stack(
+        [np.searchsorted(ranked[:, j], t, side="right") for j in range(e.shape[1])], axis=1
+    )  # (T, J): errors <= t, NaN never counted
+    return (per_joint / counts).mean(1)
 
 
 def joint_epe(errors: np.ndarray | torch.Tensor) -> tuple[float, float]:

@@ -126,9 +126,9 @@ def _describe(value: object) -> str:
 
 
 def _as_float_list(points: np.ndarray) -> list:
-    # float(...) turns numpy scalars into Python floats; json writes them with repr precision,
-    # so a write / read round trip is exact.
-    return [[float(c) for c in p] for p in points]
+    # tolist() gives Python floats, which json writes with repr precision: a write / read round
+    # trip is exact.
+    return np.asarray(points, dtype=np.float64).tolist()
 
 
 # --------------------------------------------------------------------------- FreiHAND
