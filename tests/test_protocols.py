@@ -40,6 +40,8 @@ def test_f_score_of_a_known_point_pair_set() -> None:
     assert np.allclose(f_score(torch.tensor(pred) / 1000, gt / 1000, [5.0, 15.0]), [[0.4, 0.8]])
     with pytest.raises(ValueError):
         f_score(pred[0], gt[0], [5.0])
+    with pytest.raises(ValueError, match="B, N, 3"):
+        f_score(pred, gt[..., :2], [5.0])
 
 
 # --------------------------------------------------------------------------- FreiHAND

@@ -107,7 +107,8 @@ def f_score(
         (B, T) float64 F-scores in [0, 1].
     """
     p, g = _np64(pred), _np64(gt)
-    if p.ndim != 3 or g.ndim != 3 or p.shape[0] != g.shape[0] or p.shape[-1] != 3 != g.shape[-1]:
+    same_batch = p.ndim == g.ndim == 3 and p.shape[0] == g.shape[0]
+    if not same_batch or p.shape[2] != 3 or g.shape[2] != 3:
         raise ValueError(f"f_score needs (B, M, 3) and (B, N, 3), got {p.shape} and {g.shape}")
     if p.shape[1] == 0 or g.shape[1] == 0:
         raise ValueError("f_score needs at least one point on each side")
