@@ -1,0 +1,249 @@
+"""STB, the Stereo Hand Pose Tracking Benchmark (Zhang et al., 2016).
+
+Layout under the root (12 sequences B1..B6 x {Counting, Random}, 1,500 frames each, 640 x 480)::
+
+    <seq>/SK_color_N.png  <seq>/SK_depth_N.png  <seq>/BB_left_N.png  <seq>/BB_right_N.png
+    labels/<seq>_SK.mat   labels/<seq>_BB.mat     (variable handPara, (3, 21, 1500), mm)
+
+Label joint order: palm centre, then little, ring, middle, index, thumb, each MCP, PIP, DIP, tip.
+One LEFT hand throughout.
+
+Conversion to the project convention:
+- joints reordered to handshape.joints (wrist, thumb..little base to tip; STB's thumb MCP..tip
+  become thumb CMC..tip, as in Ge et al.'s code);
+- root: wrist = ring_MCP + 2 * (palm - ring_MCP) (the palm centre pushed past itself, away from
+  the ring MCP; Ge et al. and Zimmermann & Brox);
+- millimetres to metres;
+- SK labels are in the depth camera's frame: colour-frame points are R^T (X - T), R the Rodrigues
+  matrix of (0.00531, -0.01196, 0.00301), T = (-24.0381, -0.4563, -1.2326) mm; 2D joints are the
+  projections through the colour intrinsics; SK depth (depth_mm = R + 256 G, depth camera) is
+  registered into the colour image (each depth pixel lifted, moved, projected; nearest surface
+  wins; colour pixels no depth pixel lands on stay 0 = no depth);
+- BB labels are in the left camera's frame; the right camera sees x - 120.054 mm; no depth;
+- the hand is mirrored to a right hand (image, mask, depth, 2D, 3D, K); no masks exist.
+
+Splits: 'train' = B2..B6 (15,000 frames), 'test' = B1Counting + B1Random (3,000 frames).
+Sample ids: "<seq>/<frame>", e.g. "B1Counting/17". Ge et al.'s evaluation boxes
+(`STB_eval_bboxes.mat`, variable bboxes (3000, 4) [x, y, w, h] px in the original SK colour
+image, rows B1Counting then B1Random in frame order) are used as the crops when given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from scipy.spatial.transform import Rotation
+
+from handshape.data.real import (
+    DataFileError,
+    RawSample,
+    RealDataset,
+    expect,
+    project,
+    read_image,
+)
+
+__all__ = [
+    "SEQUENCES",
+    "STBDataset",
+    "STBReader",
+    "depth_to_color_frame",
+    "load_boxes",
+    "load_labels",
+    "palm_to_wrist",
+    "register_depth",
+]
+
+KINDS = ("Counting", "Random")
+SEQUENCES = {
+    "train": tuple(f"B{b}{k}" for b in range(2, 7) for k in KINDS),
+    "test": tuple(f"B1{k}" for k in KINDS),
+}
+CAMERAS = ("SK", "BB_left", "BB_right")
+
+SK_COLOR_K = np.array([[607.92271, 0.0, 314.78337], [0.0, 607.88192, 236.42484], [0, 0, 1.0]])
+SK_DEPTH_K = np.array([[475.62768, 0.0, 336.41179], [0.0, 474.77709, 238.77962], [0, 0, 1.0]])
+SK_ROTATION = Rotation.from_rotvec([0.00531, -0.01196, 0.00301]).as_matrix()
+SK_TRANSLATION_M = np.array([-24.0381, -0.4563, -1.2326]) / 1000.0
+BB_K = np.array([[822.79041, 0.0, 318.47345], [0.0, 822.79041, 250.31296], [0, 0, 1.0]])
+BB_BASELINE_M = 0.120054
+
+STB_TO_PROJECT: tuple[int, ...] = (
+    0,
+    *(1 + 4 * stb_finger + s for stb_finger in (4, 3, 2, 1, 0) for s in range(4)),
+)
+"""Project joint j is STB label joint STB_TO_PROJECT[j] (STB: little, ring, middle, index,
+thumb)."""
+_RING_MCP = 13  # in the project order
+
+
+def palm_to_wrist(joints: np.ndarray) -> np.ndarray:
+    """(..., 21, 3) project-ordered joints with the palm centre at 0 -> the wrist at 0."""
+    out = np.array(joints, dtype=np.float64)
+    ring = out[..., _RING_MCP, :]
+    out[..., 0, :] = ring + 2.0 * (out[..., 0, :] - ring)
+    return out
+
+
+def depth_to_color_frame(points: np.ndarray) -> np.ndarray:
+    """(..., 3) points in the SK depth camera's frame (m) -> the colour camera's: R^T (X - T)."""
+    return (np.asarray(points, dtype=np.float64) - SK_TRANSLATION_M) @ SK_ROTATION
+
+
+def register_depth(depth_m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 SK depth-camera depth (m, 0 = none) -> (out_shape) depth in the colour image.
+
+    Each valid depth pixel is lifted with the depth intrinsics, moved into the colour frame and
+    projected with the colour intrinsics to its nearest pixel; where several land on one pixel
+    the nearest surface wins. Colour pixels no depth pixel reaches stay 0.
+    """
+    v, u = np.nonzero(depth_m > 0)
+    z = depth_m[v, u].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], axis=1) @ np.linalg.inv(SK_DEPTH_K).T
+    points = depth_to_color_frame(rays * z[:, None])
+    ahead = points[:, 2] > 0
+    points = points[ahead]
+    uv = np.rint(project(SK_COLOR_K, points)).astype(np.int64)
+    h, w = out_shape
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    uv, zc = uv[inside], points[inside, 2]
+    # Farthest first, so that the nearest point is written last at every pixel.
+    order = np.argsort(-zc, kind="stable")
+    out = np.zeros(out_shape, np.float32)
+    out[uv[order, 1], uv[order, 0]] = zc[order]
+    return out
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """A labels/<seq>_{SK,BB}.mat -> (frames, 21, 3) mm in STB's joint order."""
+    try:
+        mat = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: file not found") from None
+    except (ValueError, OSError, TypeError, NotImplementedError) as err:
+        raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
+    para = mat.get("handPara")
+    if para is None:
+        raise DataFileError(f"{path}: no variable 'handPara'")
+    para = np.asarray(para, dtype=np.float64)
+    if para.ndim != 3 or para.shape[:2] != (3, 21) or not np.all(np.isfinite(para)):
+        raise DataFileError(f"{path}: 'handPara' must be finite (3, 21, frames), got {para.shape}")
+    return para.transpose(2, 1, 0)
+
+
+def load_boxes(path: Path, count: int) -> np.ndarray:
+    """Ge et al.'s STB_eval_bboxes.mat -> (count, 4) [x, y, w, h] px."""
+    try:
+        boxes = np.asarray(scipy.io.loadmat(path)["bboxes"], dtype=np.float64)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: file not found") from None
+    except KeyError:
+        raise DataFileError(f"{path}: no variable 'bboxes'") from None
+    except (ValueError, OSError, TypeError, NotImplementedError) as err:
+        raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
+    if boxes.shape != (count, 4) or not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= 0):
+        raise DataFileError(
+            f"{path}: 'bboxes' must be ({count}, 4) [x, y, w, h] with w, h > 0 for the "
+            f"{count} test frames, got shape {boxes.shape}"
+        )
+    return boxes
+
+
+class STBReader:
+    """STB frames of some sequences from one camera, as RawSamples (module docstring).
+
+    Args:
+        root: the STB root (sequence folders and labels/).
+        split: 'train' (B2-B6) or 'test' (B1); or give `sequences` explicitly.
+        camera: 'SK' (RealSense colour + registered depth; Ge et al.'s), 'BB_left' or 'BB_right'.
+        boxes: Ge et al.'s STB_eval_bboxes.mat, for the SK test split only.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        split: str = "test",
+        camera: str = "SK",
+        sequences: tuple[str, ...] | None = None,
+        boxes: Path | None = None,
+    ) -> None:
+        if camera not in CAMERAS:
+            raise ValueError(f"STB camera must be one of {CAMERAS}, got {camera!r}")
+        if sequences is None:
+            if split not in SEQUENCES:
+                raise ValueError(f"STB split must be one of {tuple(SEQUENCES)}, got {split!r}")
+            sequences = SEQUENCES[split]
+        self.root = expect(Path(root), "the STB root", "folder")
+        self.camera, self.sequences = camera, tuple(sequences)
+        kind = "SK" if camera == "SK" else "BB"
+        self.frames: list[tuple[str, int]] = []
+        joints = []
+        for seq in self.sequences:
+            expect(self.root / seq, f"STB sequence folder {seq}", "folder")
+            label = expect(self.root / "labels" / f"{seq}_{kind}.mat", f"STB's {seq} labels")
+            mm = load_labels(label)[:, list(STB_TO_PROJECT)]
+            metres = mm / 1000.0
+            if camera == "SK":
+                metres = depth_to_color_frame(metres)
+            elif camera == "BB_right":
+                metres = metres - np.array([BB_BASELINE_M, 0.0, 0.0])
+            joints.append(palm_to_wrist(metres))
+            self.frames.extend((seq, n) for n in range(len(mm)))
+        self.joints_3d = np.concatenate(joints) if joints else np.zeros((0, 21, 3))
+        self.K = SK_COLOR_K if camera == "SK" else BB_K
+        self.boxes = None
+        if boxes is not None:
+            if camera != "SK" or self.sequences != SEQUENCES["test"]:
+                raise ValueError(
+                    f"{boxes}: Ge et al.'s boxes are for the SK camera's test split "
+                    f"({', '.join(SEQUENCES['test'])}), not {camera} {self.sequences}"
+                )
+            self.boxes = load_boxes(Path(boxes), len(self.frames))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _file(self, seq: str, stem: str, frame: int) -> Path:
+        return self.root / seq / f"{stem}_{frame}.png"
+
+    def load(self, index: int) -> RawSample:
+        seq, frame = self.frames[index]
+        stem = "SK_color" if self.camera == "SK" else self.camera
+        image = read_image(self._file(seq, stem, frame))
+        depth = None
+        if self.camera == "SK":
+            path = self._file(seq, "SK_depth", frame)
+            raw = read_image(path)
+            if raw.shape[:2] != image.shape[:2]:
+                raise DataFileError(f"{path}: size {raw.shape[:2]} differs from the colour image")
+            mm = raw[..., 0].astype(np.float32) + 256.0 * raw[..., 1].astype(np.float32)
+            depth = register_depth(mm / 1000.0, image.shape[:2])
+        joints_3d = self.joints_3d[index]
+        sample = RawSample(
+            sample_id=f"{seq}/{frame}",
+            image=image,
+            K=self.K,
+            joints_2d=project(self.K, joints_3d),
+            joints_3d=joints_3d,
+            visibility=np.ones(21, bool),
+            depth=depth,
+            box=None if self.boxes is None else self.boxes[index],
+        )
+        return sample.mirror()
+
+
+class STBDataset(RealDataset):
+    """STB as cropped tensors: `RealDataset(STBReader(root, split, ...), **options)`."""
+
+    def __init__(
+        self,
+        root: Path,
+        split: str = "test",
+        camera: str = "SK",
+        boxes: Path | None = None,
+        **options: object,
+    ) -> None:
+        reader = STBReader(root, split, camera, boxes=boxes)
+        super().__init__(reader, **options)  # type: ignore[arg-type]
