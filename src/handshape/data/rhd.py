@@ -37,7 +37,12 @@ from handshape.data.real import (
     expect,
     read_image,
 )
-from handshape.safe_pickle import NUMPY_GLOBALS, PickleFileError, load_restricted
+from handshape.safe_pickle import (
+    NUMPY_GLOBALS,
+    PickleFileError,
+    UnsafePickleError,
+    load_restricted,
+)
 
 __all__ = ["RHD_TO_PROJECT", "RHDDataset", "RHDReader", "decode_depth", "load_annotations"]
 
@@ -57,9 +62,14 @@ def decode_depth(rgb: np.ndarray) -> np.ndarray:
 
 
 def load_annotations(path: Path) -> dict[int, dict[str, np.ndarray]]:
-    """Read and check an anno_*.pickle; DataFileError naming the file and what is wrong."""
+    """Read and check an anno_*.pickle; DataFileError naming the file and what is wrong.
+
+    A pickle naming any global beyond numpy's array helpers raises UnsafePickleError (nothing it
+    names is imported or run)."""
     try:
         raw = load_restricted(path, NUMPY_GLOBALS, what="numpy arrays")
+    except UnsafePickleError:
+        raise  # names the file and the refused global already
     except PickleFileError as err:
         raise DataFileError(str(err)) from err
     if not isinstance(raw, dict):
