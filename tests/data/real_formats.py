@@ -277,7 +277,7 @@ def make_stb(
         for n in range(frames):
             centre = np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.05, 0.05), 0.5])
             centre[2] = rng.uniform(0.45, 0.6)
-            g = np.linspace(-0.03, 0.03, 500)
+            g = np.linspace(-0.03, 0.03, 250)
             grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
             pts = np.concatenate([grid, np.zeros((len(grid), 1))], 1) + centre
             colour_depth = splat(SK_COLOR_K, pts, STB_SIZE)

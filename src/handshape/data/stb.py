@@ -17,8 +17,8 @@ Conversion to the project convention:
 - SK labels are in the depth camera's frame: colour-frame points are R^T (X - T), R the Rodrigues
   matrix of (0.00531, -0.01196, 0.00301), T = (-24.0381, -0.4563, -1.2326) mm; 2D joints are the
   projections through the colour intrinsics; SK depth (depth_mm = R + 256 G, depth camera) is
-  registered into the colour image (each depth pixel lifted, moved, projected; nearest surface
-  wins; colour pixels no depth pixel lands on stay 0 = no depth);
+  registered into the colour image (`register_depth`: each depth pixel lifted, moved, projected;
+  nearest surface wins; colour pixels no depth pixel reaches stay 0 = no depth);
 - BB labels are in the left camera's frame; the right camera sees x - 120.054 mm; no depth;
 - the hand is mirrored to a right hand (image, mask, depth, 2D, 3D, K); no masks exist.
 
@@ -96,19 +96,23 @@ def register_depth(depth_m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarra
     """(H, W) float32 SK depth-camera depth (m, 0 = none) -> (out_shape) depth in the colour image.
 
     Each valid depth pixel is lifted with the depth intrinsics, moved into the colour frame and
-    projected with the colour intrinsics to its nearest pixel; where several land on one pixel
-    the nearest surface wins. Colour pixels no depth pixel reaches stay 0.
+    projected with the colour intrinsics; it is written to the 2 x 2 colour pixels around where
+    it lands, because the colour camera's focal length is 1.28 times the depth camera's and one
+    pixel each would leave holes between them (surfaces grow by at most a pixel). Where several
+    land on one pixel the nearest surface wins; pixels nothing reaches stay 0.
     """
     v, u = np.nonzero(depth_m > 0)
     z = depth_m[v, u].astype(np.float64)
     rays = np.stack([u, v, np.ones_like(u)], axis=1) @ np.linalg.inv(SK_DEPTH_K).T
     points = depth_to_color_frame(rays * z[:, None])
-    ahead = points[:, 2] > 0
-    points = points[ahead]
-    uv = np.rint(project(SK_COLOR_K, points)).astype(np.int64)
+    points = points[points[:, 2] > 0]
+    base = np.floor(project(SK_COLOR_K, points)).astype(np.int64)
+    corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
+    uv = (base[:, None, :] + corners).reshape(-1, 2)
+    zc = np.repeat(points[:, 2], 4)
     h, w = out_shape
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
-    uv, zc = uv[inside], points[inside, 2]
+    uv, zc = uv[inside], zc[inside]
     # Farthest first, so that the nearest point is written last at every pixel.
     order = np.argsort(-zc, kind="stable")
     out = np.zeros(out_shape, np.float32)
@@ -116,15 +120,21 @@ def register_depth(depth_m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarra
     return out
 
 
-def load_labels(path: Path) -> np.ndarray:
-    """A labels/<seq>_{SK,BB}.mat -> (frames, 21, 3) mm in STB's joint order."""
+def _loadmat(path: Path) -> dict:
+    """scipy.io.loadmat with any failure turned into an error naming the file."""
     try:
-        mat = scipy.io.loadmat(path)
+        return scipy.io.loadmat(path)
     except FileNotFoundError:
         raise DataFileError(f"{path}: file not found") from None
-    except (ValueError, OSError, TypeError, NotImplementedError) as err:
-        raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
-    para = mat.get("handPara")
+    except Exception as err:
+        # scipy reports truncated or foreign files as many exception types (IndexError,
+        # struct.error, MatReadError, ...); all mean the same thing here.
+        raise DataFileError(f"{path}: not a readable MATLAB file ({err!r})") from err
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """A labels/<seq>_{SK,BB}.mat -> (frames, 21, 3) mm in STB's joint order."""
+    para = _loadmat(path).get("handPara")
     if para is None:
         raise DataFileError(f"{path}: no variable 'handPara'")
     para = np.asarray(para, dtype=np.float64)
@@ -135,14 +145,10 @@ def load_labels(path: Path) -> np.ndarray:
 
 def load_boxes(path: Path, count: int) -> np.ndarray:
     """Ge et al.'s STB_eval_bboxes.mat -> (count, 4) [x, y, w, h] px."""
-    try:
-        boxes = np.asarray(scipy.io.loadmat(path)["bboxes"], dtype=np.float64)
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: file not found") from None
-    except KeyError:
-        raise DataFileError(f"{path}: no variable 'bboxes'") from None
-    except (ValueError, OSError, TypeError, NotImplementedError) as err:
-        raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
+    boxes = _loadmat(path).get("bboxes")
+    if boxes is None:
+        raise DataFileError(f"{path}: no variable 'bboxes'")
+    boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.shape != (count, 4) or not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= 0):
         raise DataFileError(
             f"{path}: 'bboxes' must be ({count}, 4) [x, y, w, h] with w, h > 0 for the "
