@@ -249,14 +249,16 @@ def splat(K: np.ndarray, points: np.ndarray, shape: tuple[int, int]) -> np.ndarr
 
 
 def make_stb(
-    root: Path, sequences: Mapping[str, int], seed: int = 0, patch: bool = True
+    root: Path, sequences: Mapping[str, int], seed: int = 0, wall: bool = False
 ) -> dict[str, np.ndarray]:
     """Tiny STB sequences ({name: frames}); returns {seq: (frames, 21, 3) mm colour-frame joints
     in the STB label order, palm centre first}.
 
     Labels go into labels/<seq>_SK.mat in the DEPTH camera's frame, as STB stores them. Every
     frame shows one square patch (6 cm, 0.45-0.6 m away, in the colour frame): bright in the
-    colour image, and as depth in SK_depth (R + 256 G mm) seen from the depth camera."""
+    colour image, and as depth in SK_depth (R + 256 G mm) seen from the depth camera. With
+    `wall`, every other depth pixel sees a wall 0.9 m away (as real frames have depth nearly
+    everywhere)."""
     rng = np.random.default_rng(seed)
     out = {}
     for seq, frames in sequences.items():
@@ -284,6 +286,8 @@ def make_stb(
             color = np.full((*STB_SIZE, 3), 20, np.uint8)
             color[colour_depth > 0] = (200, 160, 140)
             depth_mm = splat(SK_DEPTH_K, (pts * 1000) @ SK_R.T + SK_T_MM, STB_SIZE)
+            if wall:
+                depth_mm[depth_mm == 0] = 900.0
             depth_mm = np.rint(depth_mm).astype(np.uint16)
             depth_png = np.zeros((*STB_SIZE, 3), np.uint8)
             depth_png[..., 0] = depth_mm & 255

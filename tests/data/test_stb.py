@@ -219,3 +219,15 @@ def test_depth_registration_matches_a_plain_loop() -> None:
     both = (got > 0) & (expected > 0)
     assert both.sum() > 0.98 * (expected > 0).sum()
     assert np.allclose(got[both], expected[both], atol=1e-5)
+
+
+def test_depth_registered_in_a_region_equals_the_whole_frame_there() -> None:
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.25, 1.5, (480, 640)).astype(np.float32)
+    depth[rng.random((480, 640)) < 0.1] = 0.0  # holes, as real frames have
+    full = register_depth(depth, (480, 640))
+    for region in [(200.0, 100.0, 400.0, 300.0), (-50.0, 300.0, 120.0, 470.0)]:
+        part = register_depth(depth, (480, 640), region)
+        u0, v0, u1, v1 = (max(int(c), 0) for c in region)
+        assert np.array_equal(part[v0:v1, u0:u1], full[v0:v1, u0:u1])
+        assert (part > 0).sum() < 0.5 * (full > 0).sum()

@@ -18,7 +18,9 @@ Conversion to the project convention:
   matrix of (0.00531, -0.01196, 0.00301), T = (-24.0381, -0.4563, -1.2326) mm; 2D joints are the
   projections through the colour intrinsics; SK depth (depth_mm = R + 256 G, depth camera) is
   registered into the colour image (`register_depth`: each depth pixel lifted, moved, projected;
-  nearest surface wins; colour pixels no depth pixel reaches stay 0 = no depth);
+  nearest surface wins; colour pixels no depth pixel reaches stay 0 = no depth), within 2.5 times
+  the hand's extent (joints or eval box) about its centre, which any crop up to that margin
+  covers (it saves most of the cost of a whole frame);
 - BB labels are in the left camera's frame; the right camera sees x - 120.054 mm; no depth;
 - the hand is mirrored to a right hand (image, mask, depth, 2D, 3D, K); no masks exist.
 
@@ -69,6 +71,7 @@ SK_ROTATION = Rotation.from_rotvec([0.00531, -0.01196, 0.00301]).as_matrix()
 SK_TRANSLATION_M = np.array([-24.0381, -0.4563, -1.2326]) / 1000.0
 BB_K = np.array([[822.79041, 0.0, 318.47345], [0.0, 822.79041, 250.31296], [0, 0, 1.0]])
 BB_BASELINE_M = 0.120054
+REGION_SCALE = 2.5
 
 STB_TO_PROJECT: tuple[int, ...] = (
     0,
@@ -92,7 +95,30 @@ def depth_to_color_frame(points: np.ndarray) -> np.ndarray:
     return (np.asarray(points, dtype=np.float64) - SK_TRANSLATION_M) @ SK_ROTATION
 
 
-def register_depth(depth_m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+MIN_RANGE_M = 0.2
+"""The SK camera (RealSense F200) measures nothing nearer than this."""
+
+
+def depth_window(region: tuple[float, float, float, float], shape: tuple[int, int]) -> tuple:
+    """Depth-image slices (rows, cols) holding every depth pixel that can land in a colour
+    `region` (u0, v0, u1, v1) px: its corners lifted at MIN_RANGE_M and far away, seen from the
+    depth camera (parallax is monotonic in 1/z, so those are the extremes), plus 2 px."""
+    u0, v0, u1, v1 = region
+    corners = np.array([[u0, v0, 1], [u1, v0, 1], [u0, v1, 1], [u1, v1, 1]], np.float64)
+    rays = corners @ np.linalg.inv(SK_COLOR_K).T
+    points = np.concatenate([rays * MIN_RANGE_M, rays * 1e3])
+    in_depth_frame = points @ SK_ROTATION.T + SK_TRANSLATION_M  # X = R Xc + T
+    uv = project(SK_DEPTH_K, in_depth_frame)
+    lo = np.maximum(np.floor(uv.min(axis=0)).astype(int) - 2, 0)
+    hi = np.ceil(uv.max(axis=0)).astype(int) + 3
+    return slice(lo[1], min(hi[1], shape[0])), slice(lo[0], min(hi[0], shape[1]))
+
+
+def register_depth(
+    depth_m: np.ndarray,
+    out_shape: tuple[int, int],
+    region: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
     """(H, W) float32 SK depth-camera depth (m, 0 = none) -> (out_shape) depth in the colour image.
 
     Each valid depth pixel is lifted with the depth intrinsics, moved into the colour frame and
@@ -100,9 +126,17 @@ def register_depth(depth_m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarra
     it lands, because the colour camera's focal length is 1.28 times the depth camera's and one
     pixel each would leave holes between them (surfaces grow by at most a pixel). Where several
     land on one pixel the nearest surface wins; pixels nothing reaches stay 0.
+
+    region: (u0, v0, u1, v1) colour px; when given, only the depth pixels that can land there
+    are lifted (a crop's worth instead of a frame's): inside it the result is the same as for
+    the whole frame, outside it may be incomplete.
     """
-    v, u = np.nonzero(depth_m > 0)
-    z = depth_m[v, u].astype(np.float32)
+    rows, cols = slice(None), slice(None)
+    if region is not None:
+        rows, cols = depth_window(region, depth_m.shape)
+    v, u = np.nonzero(depth_m[rows, cols] > 0)
+    z = depth_m[rows, cols][v, u].astype(np.float32)
+    v, u = v + (rows.start or 0), u + (cols.start or 0)
     f32 = np.float32
     (fx, _, cx), (_, fy, cy) = SK_DEPTH_K[:2]
     # Elementwise in float32 throughout: a full frame has 300k points, and (N, 3) float64
@@ -224,6 +258,19 @@ class STBReader:
     def _file(self, seq: str, stem: str, frame: int) -> Path:
         return self.root / seq / f"{stem}_{frame}.png"
 
+    def _region(self, index: int) -> tuple[float, float, float, float]:
+        """Where depth is registered: the eval box, or the joints' bounding box, each grown to
+        REGION_SCALE times its longer side about its centre (any crop with a margin up to that
+        sees registered depth throughout)."""
+        if self.boxes is not None:
+            x, y, w, h = self.boxes[index]
+            lo, hi = np.array([x, y]), np.array([x + w, y + h])
+        else:
+            uv = project(self.K, self.joints_3d[index])
+            lo, hi = uv.min(axis=0), uv.max(axis=0)
+        centre, half = (lo + hi) / 2, (hi - lo).max() * REGION_SCALE / 2
+        return (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
+
     def load(self, index: int) -> RawSample:
         seq, frame = self.frames[index]
         stem = "SK_color" if self.camera == "SK" else self.camera
@@ -235,7 +282,7 @@ class STBReader:
             if raw.shape[:2] != image.shape[:2]:
                 raise DataFileError(f"{path}: size {raw.shape[:2]} differs from the colour image")
             mm = raw[..., 0].astype(np.float32) + 256.0 * raw[..., 1].astype(np.float32)
-            depth = register_depth(mm / 1000.0, image.shape[:2])
+            depth = register_depth(mm / 1000.0, image.shape[:2], self._region(index))
         joints_3d = self.joints_3d[index]
         sample = RawSample(
             sample_id=f"{seq}/{frame}",
