@@ -13,8 +13,8 @@ import torch
 from real_formats import make_rhd, python2_pickle, write_png
 from torch.utils.data import DataLoader
 
-from handshape.data.real import DataFileError, LayoutError, project
-from handshape.data.rhd import RHD_TO_PROJECT, RHDDataset, RHDReader, decode_depth
+from handshape.data.real import DataFileError, LayoutError, project, to_source_frame
+from handshape.data.rhd import RHD_TO_PROJECT, RHDDataset, RHDReader, decode_depth, read_mask_ids
 from handshape.safe_pickle import UnsafePickleError
 
 
@@ -197,3 +197,33 @@ def test_sizes_that_differ_are_named(rhd: tuple[Path, dict]) -> None:
     write_png(root / "evaluation" / "mask" / name, np.zeros((10, 10), np.uint8))
     with pytest.raises(DataFileError, match="sizes differ"):
         reader.load(0)
+
+
+def test_items_map_back_to_rhds_own_frame_and_hand(rhd: tuple[Path, dict]) -> None:
+    root, truth = rhd
+    dataset = RHDDataset(root, "evaluation", size=96)
+    anno = dataset.reader.annotations
+    for i in range(len(dataset)):
+        item = dataset[i]
+        key = int(item["sample_id"])
+        uv, xyz = to_source_frame(
+            item["joints_2d"].double().numpy(),
+            item["joints_3d"].double().numpy(),
+            item["crop"].numpy(),
+            bool(item["mirrored"]),
+            int(item["image_size"][0]),
+        )
+        offset = 0 if truth[key]["left"] else 21
+        order = [offset + j for j in RHD_TO_PROJECT]
+        assert np.allclose(uv, anno[key]["uv_vis"][order, :2], atol=1e-3)
+        assert np.allclose(xyz, anno[key]["xyz"][order], atol=1e-6)
+
+
+def test_palette_masks_keep_their_ids(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ids = np.array([[0, 1, 18], [33, 2, 17]], np.uint8)
+    image = Image.fromarray(ids, mode="L").convert("P")
+    image.putpalette([255 - (i % 256) for i in range(768)])
+    image.save(tmp_path / "m.png")
+    assert np.array_equal(read_mask_ids(tmp_path / "m.png"), ids)

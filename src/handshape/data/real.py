@@ -17,7 +17,8 @@ evaluation needs to go back to the set's own frame:
     sample_id (str)  mirrored (bool: image, 2D, 3D and K were flipped to make a right hand)
     crop (3, 3) float64: pixels of the (mirrored) full image -> crop pixels
     image_size (2,) int64: (width, height) of the full image
-To map a crop prediction back: u_img = inv(crop) @ u_crop; if mirrored, u = width - 1 - u_img and
+`to_source_frame` maps a crop's 2D joints and camera-frame 3D joints back to the set's own
+image and handedness: u_img = inv(crop) applied to u_crop; if mirrored, u = width - 1 - u_img and
 x = -x for 3D points.
 """
 
@@ -138,6 +139,26 @@ def project(K: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(N, 3) camera-frame points -> (N, 2) pixels through (3, 3) intrinsics."""
     uvw = np.asarray(points, dtype=np.float64) @ np.asarray(K, dtype=np.float64).T
     return uvw[:, :2] / uvw[:, 2:3]
+
+
+def to_source_frame(
+    joints_2d: np.ndarray,
+    joints_3d: np.ndarray,
+    crop: np.ndarray,
+    mirrored: bool,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop pixels and (possibly mirrored) camera-frame points -> the set's own image and hand.
+
+    joints_2d: (J, 2) px in the crop; joints_3d: (J, 3) m; crop: (3, 3) an item's `crop`;
+    mirrored, width: the item's `mirrored` and `image_size[0]`. Returns ((J, 2), (J, 3)).
+    """
+    uv = cropping.transform_points(np.linalg.inv(np.asarray(crop, np.float64)), joints_2d)
+    xyz = np.asarray(joints_3d, dtype=np.float64)
+    if mirrored:
+        uv = cropping.mirror_points_2d(uv, width)
+        xyz = cropping.mirror_points_3d(xyz)
+    return uv, xyz
 
 
 class RealDataset(Dataset):

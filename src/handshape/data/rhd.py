@@ -61,6 +61,13 @@ def decode_depth(rgb: np.ndarray) -> np.ndarray:
     return (r * 256.0 + g) / 65535.0 * 5.0
 
 
+def read_mask_ids(path: Path) -> np.ndarray:
+    """A mask PNG -> (H, W) uint8 ids, whether stored as grey levels or palette indices (never
+    converted through a palette, which would turn ids into colours)."""
+    ids = read_image(path, mode="")
+    return ids[..., 0] if ids.ndim == 3 else ids
+
+
 def load_annotations(path: Path) -> dict[int, dict[str, np.ndarray]]:
     """Read and check an anno_*.pickle; DataFileError naming the file and what is wrong.
 
@@ -113,7 +120,7 @@ class RHDReader:
         key = self.ids[index]
         name = f"{key:05d}.png"
         image = read_image(self.folder / "color" / name)
-        ids = read_image(self.folder / "mask" / name, mode="L")
+        ids = read_mask_ids(self.folder / "mask" / name)
         depth = decode_depth(read_image(self.folder / "depth" / name))
         if not image.shape[:2] == ids.shape == depth.shape:
             raise DataFileError(
