@@ -16,6 +16,7 @@ import _compat_pickle
 import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -98,16 +99,24 @@ _NUMPY_MODULES = (
 )
 _NUMPY_NUMERIC_MODULES = ("numpy.core.numeric", "numpy._core.numeric")
 
-NUMPY_GLOBALS: Mapping[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(module, "_reconstruct"): _Guarded(_safe_numpy_reconstruct) for module in _NUMPY_MODULES},
-    **{(module, "scalar"): _NUMPY_SCALAR for module in _NUMPY_MODULES},
-    ("_codecs", "encode"): _Guarded(_safe_latin1_encode),
-    # Protocol 5 stores contiguous arrays through _frombuffer.
-    **{(module, "_frombuffer"): _Guarded(_NUMPY_FROMBUFFER) for module in _NUMPY_NUMERIC_MODULES},
-}
-"""The globals plain numpy arrays, dtypes and scalars need, in every protocol and numpy version.
+NUMPY_GLOBALS: Mapping[tuple[str, str], Any] = MappingProxyType(
+    {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        **{
+            (module, "_reconstruct"): _Guarded(_safe_numpy_reconstruct) for module in _NUMPY_MODULES
+        },
+        **{(module, "scalar"): _NUMPY_SCALAR for module in _NUMPY_MODULES},
+        ("_codecs", "encode"): _Guarded(_safe_latin1_encode),
+        # Protocol 5 stores contiguous arrays through _frombuffer.
+        **{
+            (module, "_frombuffer"): _Guarded(_NUMPY_FROMBUFFER)
+            for module in _NUMPY_NUMERIC_MODULES
+        },
+    }
+)
+"""The globals plain numpy arrays, dtypes and scalars need, in every protocol and numpy version
+(read-only: callers build their own allow-lists from it).
 
 Containers (dict, list, tuple), str, bytes, int, float and bool are opcodes, not globals."""
 

@@ -189,7 +189,6 @@ class RealDataset(Dataset):
         max_bad_fraction: float = 0.01,
         num_vertices: int = MANO_VERTICES,
         num_shapes: int = 14,
-        seed: int = 0,
     ) -> None:
         self.reader = reader
         self.size, self.margin, self.box_margin = int(size), float(margin), float(box_margin)
@@ -197,7 +196,6 @@ class RealDataset(Dataset):
         self.augment = build_augmentation(augmentation) if train else None
         self.max_bad_fraction = float(max_bad_fraction)
         self.num_vertices, self.num_shapes = int(num_vertices), int(num_shapes)
-        self.seed = seed
         self.skipped = 0
 
     def __len__(self) -> int:
