@@ -13,12 +13,13 @@ SRC = Path(handshape.__file__).resolve().parent
 # Each top-level part of the package and its layer: a module may import its own layer and
 # the layers below, never one above.
 LAYERS: dict[str, int] = {
-    "joints": 0, "atomic": 0, "config": 0,
+    "joints": 0, "atomic": 0, "config": 0, "safe_pickle": 0,
     "geometry": 1,
     "handmodel": 2,
     "render": 3, "data": 3,
     "nets": 4,
-    "losses": 5, "metrics": 5,
+    "losses": 5, "metrics": 5, "protocols": 5, "predictions": 5, "published": 5,
+    "pck_figure": 5,
     "lit": 6,
     "evaluate": 7, "predict": 7, "export": 7,
     "pipeline": 8, "figures": 8, "studies": 9,
