@@ -19,6 +19,22 @@ import numpy as np
 from handshape.render.backend import import_pyrender
 from handshape.render.offscreen import ZFAR, ZNEAR
 
+# Part ids of the id map: the alpha channel of the render carries them (see `render_parts`).
+BACKGROUND, HAND, FOREARM, OBJECT = 0, 1, 2, 3
+_ALPHA_OF_ID = {HAND: 255, FOREARM: 170, OBJECT: 85}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One mesh of a scene: vertices (N, 3) in the OpenCV camera frame, faces (F, 3); albedo:
+    (3,) or per vertex (N, 3), linear RGB; roughness; label: HAND, FOREARM or OBJECT."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    albedo: np.ndarray
+    roughness: float
+    label: int
+
 
 @dataclass(frozen=True)
 class Light:
@@ -124,23 +140,49 @@ class SyntheticRenderer:
         Returns rgba (S, S, 4) uint8 with alpha 255 on the hand and 0 elsewhere (colour 0 there),
         and depth (S, S) float32: camera z in metres at each pixel centre, 0 off the hand.
         """
+        part = Part(vertices, faces, np.asarray(skin, np.float64), roughness, HAND)
+        rgba, depth, _ = self.render_parts([part], K, lights, ambient)
+        return rgba, depth
+
+    def render_parts(
+        self, parts: list[Part], K: np.ndarray, lights: list[Light], ambient: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render several meshes in one pass: (rgba (S, S, 4) uint8, depth (S, S) float32
+        metres, ids (S, S) uint8 with the `Part.label` seen at each pixel, 0 for none).
+
+        The id of each part travels in its material's alpha, which an opaque material writes
+        to the framebuffer untouched (pyrender blends only transparent ones): one pass gives
+        colour, depth and the id map. The returned alpha is 255 wherever anything was drawn.
+        """
         offscreen = self._ensure()
         pyrender = self._pyrender
         assert pyrender is not None
-        # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
-        gl_vertices = np.asarray(vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[*skin, 1.0], metallicFactor=0.0, roughnessFactor=float(roughness)
-        )
-        primitive = pyrender.Primitive(
-            positions=gl_vertices.astype(np.float32),
-            normals=vertex_normals(gl_vertices, faces).astype(np.float32),
-            indices=faces,
-            material=material,
-        )
-        mesh = pyrender.Mesh([primitive])
         scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=list(ambient))
-        scene.add(mesh)
+        for part in parts:
+            # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
+            gl_vertices = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
+            albedo = np.asarray(part.albedo, dtype=np.float32)
+            per_vertex = albedo.ndim == 2
+            material = pyrender.MetallicRoughnessMaterial(
+                baseColorFactor=[
+                    *([1.0, 1.0, 1.0] if per_vertex else albedo.tolist()),
+                    _ALPHA_OF_ID[part.label] / 255.0,
+                ],
+                metallicFactor=0.0,
+                roughnessFactor=float(part.roughness),
+                alphaMode="OPAQUE",
+            )
+            colors = None
+            if per_vertex:
+                colors = np.concatenate([albedo, np.ones((len(albedo), 1), np.float32)], axis=1)
+            primitive = pyrender.Primitive(
+                positions=gl_vertices.astype(np.float32),
+                normals=vertex_normals(gl_vertices, part.faces).astype(np.float32),
+                indices=part.faces,
+                color_0=colors,
+                material=material,
+            )
+            scene.add(pyrender.Mesh([primitive]))
         camera = pyrender.IntrinsicsCamera(
             fx=K[0, 0], fy=K[1, 1], cx=K[0, 2] + 0.5, cy=K[1, 2] + 0.5, znear=ZNEAR, zfar=ZFAR
         )
@@ -163,11 +205,13 @@ class SyntheticRenderer:
             scene.add(node, pose=pose)
         color, depth = offscreen.render(scene, flags=pyrender.RenderFlags.RGBA)
         depth = np.array(depth, dtype=np.float32)
-        hand = (depth > 0).astype(np.uint8)
+        drawn = depth > 0
         rgba = np.array(color, dtype=np.uint8)
-        rgba[..., :3] *= hand[..., None]
-        rgba[..., 3] = hand * 255
-        return rgba, depth
+        # Alpha 255 / 170 / 85 -> ids 1 / 2 / 3 (nearest, so a rounding step does not matter).
+        ids = np.where(drawn, 4 - np.rint(rgba[..., 3] / 85.0), 0).astype(np.uint8)
+        rgba[..., :3] *= drawn[..., None]
+        rgba[..., 3] = drawn * np.uint8(255)
+        return rgba, depth, ids
 
     def close(self) -> None:
         if self._offscreen is not None:
