@@ -248,7 +248,10 @@ def test_pose_stays_close_to_its_gesture_variant(
 
 def test_view_cone_keeps_viewpoints_near_its_axis(config: SynthConfig) -> None:
     narrow = SceneSampler(
-        dataclasses.replace(config, view_cone=60.0, roll=45.0), HandModel.default()
+        dataclasses.replace(
+            config, view_cone=60.0, roll=45.0, view_prior={"egocentric": 0, "third_person": 0}
+        ),
+        HandModel.default(),
     )
     axis = np.asarray(config.view_axis, dtype=float)
     axis /= np.linalg.norm(axis)

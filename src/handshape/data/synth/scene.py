@@ -230,9 +230,7 @@ class SceneSampler:
             raise ValueError(f"no {split} viewpoint lies within view_cone; widen it")
         return views, variants
 
-    def _props(
-        self, seed: int, split: str, index: int, gesture: int
-    ) -> tuple[np.random.Generator, dict[str, Any]]:
+    def _props(self, seed: int, split: str, index: int, gesture: int) -> dict[str, Any]:
         """Forearm, object and skin-pattern draws, from their own stream (see Scene)."""
         cfg = self.config
         rng = np.random.default_rng([seed, SPLITS.index(split), index, 1])
@@ -251,11 +249,13 @@ class SceneSampler:
         )
         # Cloth: mostly muted colours, some saturated.
         sleeve_rgb = np.clip(rng.uniform(0.05, 0.9) * (1 + rng.uniform(-0.6, 0.6, 3)), 0, 1)
-        kinds = GRASPS.get(self.library.names[gesture], ())
-        holds = cfg.objects["enabled"] and kinds and rng.random() < cfg.objects["probability"]
-        kind = OBJECT_KINDS.index(str(rng.choice(kinds))) if holds else -1
+        kinds = GRASPS.get(self.library.names[gesture], ("",))
+        # Drawn whether objects are on or not: the draws after these must not depend on it.
+        chance, pick = rng.random(), int(rng.integers(len(kinds)))
+        holds = cfg.objects["enabled"] and kinds[0] and chance < cfg.objects["probability"]
+        kind = OBJECT_KINDS.index(kinds[pick]) if holds else -1
         object_rgb = rng.uniform(0.05, 0.95, 3)
-        return rng, {
+        return {
             "forearm": forearm,
             "sleeve_rgb": sleeve_rgb,
             "object_kind": kind,
@@ -291,7 +291,7 @@ class SceneSampler:
         along = root @ bend @ np.array([0.0, -1.0, 0.0])  # from the wrist towards the elbow
         back = root @ bend @ np.array([0.0, 0.0, 1.0])  # the back of the hand (palm: -z)
         if mode == 1:
-            elevation = np.deg2rad(rng.uniform(35, 75))
+            elevation = np.deg2rad(rng.uniform(50, 85))
             want = np.cos(elevation) * along + np.sin(elevation) * back
             jitter = 25.0
         else:
@@ -328,9 +328,10 @@ class SceneSampler:
         around = self._variant_poses[gesture, variant][None]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         pose = limits.sample(1, generator=gen, spread=cfg.sample_spread, around=around)[0]
-        props_rng, props = self._props(seed, split, index, gesture)
+        props = self._props(seed, split, index, gesture)
         root = axis_angle_to_matrix(pose[0]).numpy()
-        view_mode, viewpoint, roll = self._view(props_rng, split, root, props["forearm"])
+        view_rng = np.random.default_rng([seed, SPLITS.index(split), index, 2])
+        view_mode, viewpoint, roll = self._view(view_rng, split, root, props["forearm"])
 
         with torch.no_grad():
             out = self.model(torch.from_numpy(shape)[None], pose[None])
