@@ -188,8 +188,7 @@ def reference_scenes(plan: Plan, data: dict[str, np.ndarray]) -> tuple[np.ndarra
     """(NUM, S, S) reference depth and ids of every sample of the reference set."""
     maker = gen.SampleMaker(plan.config)  # only its meshes: no GL context is made
     out = [
-        reference_parts(maker, {key: values[i] for key, values in data.items()})
-        for i in range(NUM)
+        reference_parts(maker, {key: values[i] for key, values in data.items()}) for i in range(NUM)
     ]
     return np.stack([d for d, _ in out]), np.stack([i for _, i in out])
 
@@ -551,3 +550,45 @@ def test_synth_rejects_a_part_outside_its_range(
     assert exit_info.value.code == 2
     assert "need 0 <= I < N, got 2/2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- what is not labelled
+
+LABELS = ("joints_2d", "joints_3d", "vertices", "K", "shape", "pose", "rotation", "translation")
+
+
+def test_forearm_objects_and_skin_never_change_the_labels(data: dict[str, np.ndarray]) -> None:
+    bare = small_config(
+        forearm={**small_config().forearm, "enabled": False},
+        objects={**small_config().objects, "enabled": False},
+        skin={**small_config().skin, "enabled": False},
+    )
+    maker = gen.SampleMaker(bare)
+    try:
+        for i in (0, 3, 7):
+            sample = maker.make(SEED, "train", i)
+            for key in LABELS:
+                np.testing.assert_array_equal(sample[key], data[key][i], err_msg=key)
+            # Only the hand is drawn, and the labels' vertices are the hand model's alone.
+            assert set(np.unique(sample["ids"])) <= {0, HAND}
+            assert sample["vertices"].shape == (HandModel.default().num_vertices, 3)
+    finally:
+        maker.close()
+
+
+def test_joints_behind_the_forearm_or_an_object_are_marked_hidden(
+    plan: Plan, data: dict[str, np.ndarray]
+) -> None:
+    depth = data["depth"].astype(np.float64) * DEPTH_UNIT
+    hidden_by_props = 0
+    for i in range(NUM):
+        px = np.round(data["joints_2d"][i]).astype(int)
+        inside = np.all((px >= 0) & (px < SIZE), axis=1)
+        for j in np.flatnonzero(inside):
+            u, v = px[j]
+            part, surface = data["ids"][i, v, u], depth[i, v, u]
+            in_front = surface < data["joints_3d"][i, j, 2] - plan.config.visibility_margin
+            if part in (FOREARM, OBJECT) and in_front:
+                assert not data["visibility"][i, j], (i, j)
+                hidden_by_props += 1
+    assert hidden_by_props > 0  # the reference set does hide joints behind them

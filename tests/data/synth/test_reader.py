@@ -226,7 +226,7 @@ def test_the_background_folder_fills_everything_but_the_hand(
 def test_the_hand_takes_the_light_of_its_background(
     folder: Path, flat_backgrounds: tuple[Path, np.ndarray]
 ) -> None:
-    root, colours = flat_backgrounds
+    root = flat_backgrounds[0]
     dataset = SyntheticDataset(folder, backgrounds=root, train=False)
     assert dataset.light > 0 and dataset.camera is not None  # on by default
     dataset.camera = None
