@@ -22,6 +22,8 @@ from handshape.render.offscreen import ZFAR, ZNEAR
 # Part ids of the id map: the alpha channel of the render carries them (see `render_parts`).
 BACKGROUND, HAND, FOREARM, OBJECT = 0, 1, 2, 3
 _ALPHA_OF_ID = {HAND: 255, FOREARM: 170, OBJECT: 85}
+# Alpha -> id by the nearest of those values (a rounding step off still decodes right).
+_ID_OF_ALPHA = (4 - np.rint(np.arange(256) / 85.0)).clip(1, 3).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,15 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals: (N, 3), (F, 3) -> (N, 3)."""
     v = vertices[faces]
     face_normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # length = 2 * area
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
+    # bincount sums per vertex several times faster than np.add.at.
+    n = len(vertices)
+    normals = np.stack(
+        [
+            sum(np.bincount(faces[:, k], face_normals[:, c], minlength=n) for k in range(3))
+            for c in range(3)
+        ],
+        axis=1,
+    )
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
 
 
@@ -150,7 +158,7 @@ class SyntheticRenderer:
         """Render several meshes in one pass: (rgba (S, S, 4) uint8, depth (S, S) float32
         metres, ids (S, S) uint8 with the `Part.label` seen at each pixel, 0 for none).
 
-        The id of each part travels in its material's alpha, which an opaque material writes
+        The id of each part travels in its vertices' alpha, which an opaque primitive writes
         to the framebuffer untouched (pyrender blends only transparent ones): one pass gives
         colour, depth and the id map. The returned alpha is 255 wherever anything was drawn.
         """
@@ -158,31 +166,13 @@ class SyntheticRenderer:
         pyrender = self._pyrender
         assert pyrender is not None
         scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=list(ambient))
+        # One primitive per roughness, not per part: pyrender's cost per primitive (buffers,
+        # uniforms, lights bound again) is a good part of a frame on a CPU rasteriser.
+        groups: dict[float, list[Part]] = {}
         for part in parts:
-            # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
-            gl_vertices = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
-            albedo = np.asarray(part.albedo, dtype=np.float32)
-            per_vertex = albedo.ndim == 2
-            material = pyrender.MetallicRoughnessMaterial(
-                baseColorFactor=[
-                    *([1.0, 1.0, 1.0] if per_vertex else albedo.tolist()),
-                    _ALPHA_OF_ID[part.label] / 255.0,
-                ],
-                metallicFactor=0.0,
-                roughnessFactor=float(part.roughness),
-                alphaMode="OPAQUE",
-            )
-            colors = None
-            if per_vertex:
-                colors = np.concatenate([albedo, np.ones((len(albedo), 1), np.float32)], axis=1)
-            primitive = pyrender.Primitive(
-                positions=gl_vertices.astype(np.float32),
-                normals=vertex_normals(gl_vertices, part.faces).astype(np.float32),
-                indices=part.faces,
-                color_0=colors,
-                material=material,
-            )
-            scene.add(pyrender.Mesh([primitive]))
+            groups.setdefault(float(part.roughness), []).append(part)
+        for roughness, members in groups.items():
+            scene.add(pyrender.Mesh([self._primitive(members, roughness)]))
         camera = pyrender.IntrinsicsCamera(
             fx=K[0, 0], fy=K[1, 1], cx=K[0, 2] + 0.5, cy=K[1, 2] + 0.5, znear=ZNEAR, zfar=ZFAR
         )
@@ -207,11 +197,45 @@ class SyntheticRenderer:
         depth = np.array(depth, dtype=np.float32)
         drawn = depth > 0
         rgba = np.array(color, dtype=np.uint8)
-        # Alpha 255 / 170 / 85 -> ids 1 / 2 / 3 (nearest, so a rounding step does not matter).
-        ids = np.where(drawn, 4 - np.rint(rgba[..., 3] / 85.0), 0).astype(np.uint8)
+        ids = _ID_OF_ALPHA[rgba[..., 3]] * drawn
         rgba[..., :3] *= drawn[..., None]
         rgba[..., 3] = drawn * np.uint8(255)
         return rgba, depth, ids
+
+    def _primitive(self, parts: list[Part], roughness: float) -> Any:
+        """One pyrender primitive of several parts: albedo and id per vertex (COLOR_0)."""
+        pyrender = self._pyrender
+        assert pyrender is not None
+        positions, normals, colours, faces, start = [], [], [], [], 0
+        for part in parts:
+            # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
+            gl = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
+            rgba = np.empty((len(gl), 4), np.float32)
+            rgba[:, :3] = part.albedo  # (3,) or (N, 3)
+            rgba[:, 3] = _ALPHA_OF_ID[part.label] / 255.0
+            positions.append(gl)
+            normals.append(vertex_normals(gl, part.faces))
+            colours.append(rgba)
+            faces.append(np.asarray(part.faces) + start)
+            start += len(gl)
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+            metallicFactor=0.0,
+            roughnessFactor=roughness,
+            alphaMode="OPAQUE",
+        )
+        primitive = pyrender.Primitive(
+            positions=np.concatenate(positions).astype(np.float32),
+            normals=np.concatenate(normals).astype(np.float32),
+            indices=np.concatenate(faces),
+            color_0=np.concatenate(colours),
+            material=material,
+        )
+        # The vertex alpha is a part id, not opacity: keep pyrender from drawing the primitive
+        # as transparent (blended, depth-sorted), which it decides from that alpha alone. An
+        # opaque primitive writes its alpha to the framebuffer untouched.
+        primitive._is_transparent = False
+        return primitive
 
     def close(self) -> None:
         if self._offscreen is not None:

@@ -267,3 +267,14 @@ def test_validation_images_are_fixed_and_training_images_follow_the_torch_seed(
     second = train[2]["image"]
     mask = train[2]["mask"]
     assert not torch.equal(second[:, ~mask], first[:, ~mask])  # another background
+
+
+def test_the_simulated_camera_changes_images_the_same_way_each_time(folder: Path) -> None:
+    """White balance, exposure, blur, noise and JPEG (the data set's `camera` setting) apply to
+    validation images too, seeded by the sample: the same image every time."""
+    with_camera = SyntheticDataset(folder, train=False)
+    without = SyntheticDataset(folder, train=False)
+    without.camera = None
+    changed = [not torch.equal(with_camera[i]["image"], without[i]["image"]) for i in range(NUM)]
+    assert sum(changed) >= NUM // 2  # most samples draw at least one camera effect
+    assert torch.equal(with_camera[4]["image"], SyntheticDataset(folder, train=False)[4]["image"])

@@ -26,10 +26,15 @@ from tqdm import tqdm
 
 from handshape.atomic import atomic_write
 from handshape.data.synth.lighting import lighting_setups
-from handshape.data.synth.props import ForearmParams, forearm_meshes, object_mesh, wrist_section
+from handshape.data.synth.props import (
+    ForearmParams,
+    axis_angle_matrix,
+    forearm_meshes,
+    object_mesh,
+    wrist_section,
+)
 from handshape.data.synth.scene import OBJECT_KINDS, SPLITS, SceneSampler, SynthConfig
 from handshape.data.synth.skin import noise_field, skin_albedo, skin_maps
-from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.model import HandModel
 from handshape.render.offscreen import srgb_to_linear
 from handshape.render.synthetic import (
@@ -115,12 +120,8 @@ class SampleMaker:
         parts = [Part(vertices, self.faces, albedo, roughness, HAND)]
         if cfg.forearm["enabled"]:
             params = ForearmParams(*(float(p) for p in sample["forearm"]))
-            root = (
-                np.asarray(sample["rotation"], np.float64)
-                @ axis_angle_to_matrix(
-                    torch.as_tensor(np.asarray(sample["pose"][0], np.float64))
-                ).numpy()
-            )
+            pose_root = axis_angle_matrix(np.asarray(sample["pose"][0], np.float64))
+            root = np.asarray(sample["rotation"], np.float64) @ pose_root
             arm, sleeve = forearm_meshes(params, vertices, self.wrist_section, root, joints[0])
             # The forearm's own blotches: the same kind of field, over its own surface.
             tone = base * (1 + cfg.skin["noise"] * noise_field(arm.vertices, skin_rng))[:, None]

@@ -51,12 +51,37 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
+def axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation of an axis-angle vector (3,); numpy, for single small rotations where a
+    torch call costs more than the arithmetic."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    return _rotation(np.asarray(rotvec, np.float64) / angle, angle)
+
+
 def wrist_bend(flexion: float, deviation: float) -> np.ndarray:
     """(3, 3): the forearm's rotation relative to the hand's root frame (model axes: x across
     the palm, y along the fingers, z out of the back of the hand)."""
     return _rotation(np.array([1.0, 0.0, 0.0]), flexion) @ _rotation(
         np.array([0.0, 0.0, 1.0]), deviation
     )
+
+
+@functools.cache
+def _tube_faces(segments: int, rings: int) -> np.ndarray:
+    """Triangles of `tube`: the side, then the caps (centres at the last two vertices)."""
+    r, k = np.meshgrid(np.arange(rings - 1), np.arange(segments), indexing="ij")
+    a, b = r * segments + k, r * segments + (k + 1) % segments
+    c, d = a + segments, b + segments
+    side = np.stack([np.stack([a, b, d], -1), np.stack([a, d, c], -1)], axis=2).reshape(-1, 3)
+    n, k, last = rings * segments, np.arange(segments), (rings - 1) * segments
+    bottom = np.stack([np.full(segments, n), (k + 1) % segments, k], axis=1)
+    top = np.stack([np.full(segments, n + 1), last + k, last + (k + 1) % segments], axis=1)
+    caps = np.stack([bottom, top], axis=1).reshape(-1, 3)
+    faces = np.concatenate([side, caps]).astype(np.int64)
+    faces.flags.writeable = False
+    return faces
 
 
 def tube(
@@ -69,21 +94,10 @@ def tube(
     scale = 1 + (taper - 1) * z / length
     ring = np.stack([radii[0] * np.cos(angle), radii[1] * np.sin(angle)], axis=1)
     side = np.concatenate(
-        [np.column_stack([scale[r] * ring, np.full(segments, z[r])]) for r in range(rings)]
+        [(scale[:, None, None] * ring).reshape(-1, 2), np.repeat(z, segments)[:, None]], axis=1
     )
-    faces = []
-    for r in range(rings - 1):
-        for s in range(segments):
-            a, b = r * segments + s, r * segments + (s + 1) % segments
-            c, d = a + segments, b + segments
-            faces += [(a, b, d), (a, d, c)]
-    n = len(side)
     centres = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, length]])
-    for s in range(segments):
-        faces.append((n, (s + 1) % segments, s))
-        last = (rings - 1) * segments
-        faces.append((n + 1, last + s, last + (s + 1) % segments))
-    return Mesh(np.concatenate([side, centres]), np.asarray(faces, dtype=np.int64))
+    return Mesh(np.concatenate([side, centres]), _tube_faces(segments, rings))
 
 
 @functools.cache

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import yaml
 
-from handshape.data.synth.props import GRASPS, wrist_bend
-from handshape.geometry.rotations import axis_angle_to_matrix
+from handshape.data.synth.props import GRASPS, axis_angle_matrix, wrist_bend
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary
 
@@ -329,7 +328,7 @@ class SceneSampler:
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         pose = limits.sample(1, generator=gen, spread=cfg.sample_spread, around=around)[0]
         props = self._props(seed, split, index, gesture)
-        root = axis_angle_to_matrix(pose[0]).numpy()
+        root = axis_angle_matrix(pose[0].numpy())
         view_rng = np.random.default_rng([seed, SPLITS.index(split), index, 2])
         view_mode, viewpoint, roll = self._view(view_rng, split, root, props["forearm"])
 
