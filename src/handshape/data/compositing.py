@@ -140,8 +140,8 @@ def composite(rgba: np.ndarray, background: np.ndarray, soft_edge: float = 0.7) 
     return blended.astype(np.uint8)
 
 
-def _to_linear(srgb: np.ndarray) -> np.ndarray:
-    return (np.asarray(srgb, np.float32) / 255.0) ** 2.2
+# sRGB code value -> linear light (a 2.2 gamma; close enough for a change of light colour).
+_LINEAR = (np.arange(256, dtype=np.float32) / 255.0) ** 2.2
 
 
 def relight(rgba: np.ndarray, background: np.ndarray, strength: float) -> np.ndarray:
@@ -151,8 +151,9 @@ def relight(rgba: np.ndarray, background: np.ndarray, strength: float) -> np.nda
         rgba: ``(H, W, 4)`` uint8 straight-alpha render.
         background: ``(h, w, 3)`` uint8 RGB, any size.
         strength: 0 leaves the render alone; 1 gives the hand the background's light colour
-            (its mean colour, normalised) and moves its exposure to the background's mean
-            brightness (by the square root of the ratio, at most 1.8x either way).
+            (its mean colour, normalised, each channel's gain kept within 0.6-1.6) and moves
+            its exposure to the background's mean brightness (by the square root of the
+            ratio, at most 1.8x either way).
 
     Returns:
         ``(H, W, 4)`` uint8, alpha unchanged.
@@ -162,13 +163,16 @@ def relight(rgba: np.ndarray, background: np.ndarray, strength: float) -> np.nda
     hand = rgba[..., 3] > 0
     if strength == 0 or not hand.any():
         return rgba
-    scene = _to_linear(background.reshape(-1, 3)).mean(axis=0) + 1e-4
-    tint = np.clip(scene / scene.mean(), 0.4, 2.0)
-    colour = _to_linear(rgba[hand][:, :3])
-    exposure = np.clip(np.sqrt(scene.mean() / (colour.mean() + 1e-4)), 1 / 1.8, 1.8)
+    scene = _LINEAR[background[::4, ::4].reshape(-1, 3)].mean(axis=0) + 1e-4
+    tint = np.clip(scene / scene.mean(), 0.6, 1.6)
+    colour = _LINEAR[rgba[..., :3][hand]].mean()
+    exposure = np.clip(np.sqrt(scene.mean() / (colour + 1e-4)), 1 / 1.8, 1.8)
     gain = (tint * exposure) ** strength
+    # One lookup table per channel: code value in -> code value out.
+    tables = np.rint(255.0 * np.clip(_LINEAR[:, None] * gain, 0, 1) ** (1 / 2.2)).astype(np.uint8)
     out = rgba.copy()
-    out[hand, :3] = np.rint(255.0 * np.clip(colour * gain, 0, 1) ** (1 / 2.2)).astype(np.uint8)
+    for c in range(3):
+        out[..., c] = np.where(hand, tables[rgba[..., c], c], rgba[..., c])
     return out
 
 
