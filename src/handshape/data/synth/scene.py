@@ -4,6 +4,13 @@ A scene is a hand (shape coefficients, a perturbed variant of a library gesture)
 a fixed set of viewpoints around the hand, a roll, a distance, intrinsics that centre the hand in
 the crop with random scale and offset), one of the lighting set-ups and a skin tone. Validation
 scenes use held-out viewpoints and gesture variants, as the paper's validation set does.
+
+Rendered but never labelled: a forearm (length, thickness, taper, wrist bend, sleeve), an object
+for grasp gestures and the seed of the skin pattern (handshape.data.synth.props, .skin). They
+are drawn from a random stream of their own, and the camera's view mode (egocentric, third
+person or any, `view_prior`) from another, so switching any of them off changes no label.
+The view prior needs the forearm's direction, which is why the wrist bend is drawn even when
+the forearm is not rendered.
 """
 
 from __future__ import annotations
