@@ -1,10 +1,11 @@
-"""The renderer behind the synthetic data set: one hand, several lights, RGBA + depth.
+"""The renderer behind the synthetic data set: hand, forearm and objects, RGBA + depth + ids.
 
-Single-sampled on purpose. pyrender draws into a 4x multisampled framebuffer; on the CPU (Mesa
-llvmpipe) that doubles the cost of a 256x256 frame, and its resolved depth sits a fraction of a
-pixel off the pixel centres, which a second depth pass would have to correct. Without
-multisampling one pass gives colour, an exact mask and metric depth sampled at pixel centres;
-the hand's border is softened later, when it is composited over a background
+Drawn with a handful of raw GL calls (`handshape.render.direct`) in a context from pyrender's
+platform layer: pyrender's own scene graph cost more Python per frame than the rasteriser
+spent drawing. Single-sampled on purpose: 4x multisampling on the CPU (Mesa llvmpipe) doubles
+the cost of a 256x256 frame, and its resolved depth sits a fraction of a pixel off the pixel
+centres. Without it one pass gives colour, exact masks and metric depth sampled at pixel
+centres; the border is softened later, when the render is composited over a background
 (`handshape.data.compositing`).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from handshape.render.backend import import_pyrender
+from handshape.render.direct import DirectDraw, projection_matrix
 from handshape.render.offscreen import ZFAR, ZNEAR
 
 # Part ids of the id map: the alpha channel of the render carries them (see `render_parts`).
@@ -56,18 +58,6 @@ class Light:
     cone: float = 0.6
 
 
-def _pose_towards(direction: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(4, 4) pose whose -z axis points along `direction`, placed at `position`."""
-    z = -direction / np.linalg.norm(direction)
-    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    pose[:3, 3] = position
-    return pose
-
-
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals: (N, 3), (F, 3) -> (N, 3)."""
     v = vertices[faces]
@@ -84,35 +74,6 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
 
 
-def _single_sample(offscreen: Any) -> None:
-    """Give pyrender's main framebuffer one sample per pixel instead of four."""
-    from OpenGL.GL import (
-        GL_DEPTH_COMPONENT24,
-        GL_RENDERBUFFER,
-        GL_RGBA,
-        glBindRenderbuffer,
-        glRenderbufferStorageMultisample,
-    )
-
-    renderer = offscreen._renderer
-    original = renderer._configure_main_framebuffer
-
-    def configure() -> None:
-        fresh = renderer._main_fb is None or renderer._main_fb_dims != (
-            renderer.viewport_width,
-            renderer.viewport_height,
-        )
-        original()
-        if fresh:
-            w, h = renderer.viewport_width, renderer.viewport_height
-            glBindRenderbuffer(GL_RENDERBUFFER, renderer._main_cb_ms)
-            glRenderbufferStorageMultisample(GL_RENDERBUFFER, 0, GL_RGBA, w, h)
-            glBindRenderbuffer(GL_RENDERBUFFER, renderer._main_db_ms)
-            glRenderbufferStorageMultisample(GL_RENDERBUFFER, 0, GL_DEPTH_COMPONENT24, w, h)
-
-    renderer._configure_main_framebuffer = configure
-
-
 class SyntheticRenderer:
     """Renders a hand mesh with the intrinsics of a crop: (rgba uint8, depth float32 metres).
 
@@ -123,12 +84,13 @@ class SyntheticRenderer:
         self.size = int(size)
         self._pyrender: Any | None = None
         self._offscreen: Any | None = None
+        self._direct: DirectDraw | None = None
 
     def _ensure(self) -> Any:
         if self._offscreen is None:
             self._pyrender = import_pyrender()
+            # Only for its GL context (EGL or OSMesa); the drawing is DirectDraw's.
             self._offscreen = self._pyrender.OffscreenRenderer(self.size, self.size)
-            _single_sample(self._offscreen)
         return self._offscreen
 
     def render(
@@ -158,42 +120,23 @@ class SyntheticRenderer:
         """Render several meshes in one pass: (rgba (S, S, 4) uint8, depth (S, S) float32
         metres, ids (S, S) uint8 with the `Part.label` seen at each pixel, 0 for none).
 
-        The id of each part travels in its vertices' alpha, which an opaque primitive writes
-        to the framebuffer untouched (pyrender blends only transparent ones): one pass gives
-        colour, depth and the id map. The returned alpha is 255 wherever anything was drawn.
+        The id of each part travels in its vertices' alpha, which the shader writes to the
+        framebuffer untouched (no blending): one pass gives colour, depth and the id map. The
+        returned alpha is 255 wherever anything was drawn.
         """
         offscreen = self._ensure()
-        pyrender = self._pyrender
-        assert pyrender is not None
-        scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=list(ambient))
-        # One primitive per roughness, not per part: pyrender's cost per primitive (buffers,
-        # uniforms, lights bound again) is a good part of a frame on a CPU rasteriser.
-        groups: dict[float, list[Part]] = {}
-        for part in parts:
-            groups.setdefault(float(part.roughness), []).append(part)
-        for roughness, members in groups.items():
-            scene.add(pyrender.Mesh([self._primitive(members, roughness)]))
-        camera = pyrender.IntrinsicsCamera(
-            fx=K[0, 0], fy=K[1, 1], cx=K[0, 2] + 0.5, cy=K[1, 2] + 0.5, znear=ZNEAR, zfar=ZFAR
+        offscreen._platform.make_current()  # another renderer may have drawn in between
+        if self._direct is None:
+            self._direct = DirectDraw(self.size)
+        vertices = np.concatenate([self._vertex_data(part) for part in parts])
+        starts = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+        faces = np.concatenate(
+            [np.asarray(p.faces) + s for p, s in zip(parts, starts, strict=True)]
         )
-        scene.add(camera, pose=np.eye(4))
-        for light in lights:
-            pose = _pose_towards(np.asarray(light.direction, float), np.asarray(light.position))
-            if light.kind == "directional":
-                node = pyrender.DirectionalLight(color=light.color, intensity=light.intensity)
-            elif light.kind == "point":
-                node = pyrender.PointLight(color=light.color, intensity=light.intensity)
-            elif light.kind == "spot":
-                node = pyrender.SpotLight(
-                    color=light.color,
-                    intensity=light.intensity,
-                    innerConeAngle=0.5 * light.cone,
-                    outerConeAngle=light.cone,
-                )
-            else:
-                raise ValueError(f"unknown light kind '{light.kind}'")
-            scene.add(node, pose=pose)
-        color, depth = offscreen.render(scene, flags=pyrender.RenderFlags.RGBA)
+        projection = projection_matrix(np.asarray(K, np.float64), self.size, ZNEAR, ZFAR)
+        color, depth = self._direct.draw(
+            vertices, faces, projection, list(lights), np.asarray(ambient), ZNEAR, ZFAR
+        )
         depth = np.array(depth, dtype=np.float32)
         drawn = depth > 0
         rgba = np.array(color, dtype=np.uint8)
@@ -202,42 +145,21 @@ class SyntheticRenderer:
         rgba[..., 3] = drawn * np.uint8(255)
         return rgba, depth, ids
 
-    def _primitive(self, parts: list[Part], roughness: float) -> Any:
-        """One pyrender primitive of several parts: albedo and id per vertex (COLOR_0)."""
-        pyrender = self._pyrender
-        assert pyrender is not None
-        positions, normals, colours, faces, start = [], [], [], [], 0
-        for part in parts:
-            # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
-            gl = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
-            rgba = np.empty((len(gl), 4), np.float32)
-            rgba[:, :3] = part.albedo  # (3,) or (N, 3)
-            rgba[:, 3] = _ALPHA_OF_ID[part.label] / 255.0
-            positions.append(gl)
-            normals.append(vertex_normals(gl, part.faces))
-            colours.append(rgba)
-            faces.append(np.asarray(part.faces) + start)
-            start += len(gl)
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[1.0, 1.0, 1.0, 1.0],
-            metallicFactor=0.0,
-            roughnessFactor=roughness,
-            alphaMode="OPAQUE",
-        )
-        primitive = pyrender.Primitive(
-            positions=np.concatenate(positions).astype(np.float32),
-            normals=np.concatenate(normals).astype(np.float32),
-            indices=np.concatenate(faces),
-            color_0=np.concatenate(colours),
-            material=material,
-        )
-        # The vertex alpha is a part id, not opacity: keep pyrender from drawing the primitive
-        # as transparent (blended, depth-sorted), which it decides from that alpha alone. An
-        # opaque primitive writes its alpha to the framebuffer untouched.
-        primitive._is_transparent = False
-        return primitive
+    @staticmethod
+    def _vertex_data(part: Part) -> np.ndarray:
+        """(N, 11) float32: OpenGL camera-frame position, normal, albedo, id alpha, roughness."""
+        # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
+        gl = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
+        out = np.empty((len(gl), 11), np.float32)
+        out[:, :3] = gl
+        out[:, 3:6] = vertex_normals(gl, np.asarray(part.faces))
+        out[:, 6:9] = part.albedo  # (3,) or (N, 3)
+        out[:, 9] = _ALPHA_OF_ID[part.label] / 255.0
+        out[:, 10] = part.roughness
+        return out
 
     def close(self) -> None:
+        self._direct = None  # its GL objects go with the context
         if self._offscreen is not None:
             offscreen, self._offscreen = self._offscreen, None
             offscreen.delete()
