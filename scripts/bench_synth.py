@@ -134,9 +134,11 @@ def report(r: dict[str, float], config: SynthConfig, workers: int) -> str:
             f"- Training-time reader (background blending + augmentation): "
             f"{r['reader_per_core']:.0f} samples/s per DataLoader worker.",
             "",
-            "Rendering is single-sampled (see src/handshape/render/synthetic.py): pyrender's "
-            "default 4x multisampling costs about twice as much on llvmpipe and needs a second "
-            "pass for exact depth; the hand's border is anti-aliased at compositing time instead.",
+            "Rendering is single-sampled and drawn with a few raw GL calls (see "
+            "src/handshape/render/synthetic.py and direct.py): 4x multisampling costs about "
+            "twice as much on llvmpipe and needs a second pass for exact depth, and pyrender's "
+            "scene graph cost more Python per frame than the drawing; the border is "
+            "anti-aliased at compositing time instead.",
             END,
         ]
     )
