@@ -124,7 +124,8 @@ class SampleMaker:
             root = np.asarray(sample["rotation"], np.float64) @ pose_root
             arm, sleeve = forearm_meshes(params, vertices, self.wrist_section, root, joints[0])
             # The forearm's own blotches: the same kind of field, over its own surface.
-            tone = base * (1 + cfg.skin["noise"] * noise_field(arm.vertices, skin_rng))[:, None]
+            amplitude = cfg.skin["noise"] if cfg.skin["enabled"] else 0.0
+            tone = base * (1 + amplitude * noise_field(arm.vertices, skin_rng))[:, None]
             parts.append(Part(arm.vertices, arm.faces, np.clip(tone, 0, 1), roughness, FOREARM))
             if sleeve is not None:
                 cloth = srgb_to_linear([float(c) for c in sample["sleeve_rgb"]])
