@@ -13,6 +13,7 @@ from handshape.data.compositing import (
     blend_sample,
     build_augmentation,
     composite,
+    relight,
 )
 
 H = W = 64
@@ -166,3 +167,40 @@ def test_defaults_not_mutated() -> None:
     build_augmentation(None)
     build_augmentation(DEFAULT_AUGMENTATION)
     assert before == DEFAULT_AUGMENTATION
+
+
+# ----------------------------------------------------------------------------- relight
+
+
+def _grey_hand(size: int = 16) -> np.ndarray:
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[4:12, 4:12] = (120, 120, 120, 255)
+    return rgba
+
+
+def test_relight_gives_the_hand_the_colour_of_the_background_light() -> None:
+    rgba = _grey_hand()
+    red = np.zeros((30, 20, 3), np.uint8)
+    red[...] = (200, 130, 90)  # warm light: red > green > blue
+    out = relight(rgba, red, 1.0)
+    hand = out[4:12, 4:12, :3].astype(int)
+    assert hand[..., 0].min() > hand[..., 1].max() > hand[..., 2].max()  # red > green > blue
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(out[rgba[..., 3] == 0], rgba[rgba[..., 3] == 0])
+    half = relight(rgba, red, 0.5)[4:12, 4:12, :3].astype(int)
+    assert hand[0, 0, 0] - hand[0, 0, 2] > half[0, 0, 0] - half[0, 0, 2] > 0  # strength scales
+
+
+def test_relight_follows_the_brightness_of_the_background() -> None:
+    rgba = _grey_hand()
+    dark = np.full((8, 8, 3), 20, np.uint8)
+    bright = np.full((8, 8, 3), 250, np.uint8)
+    assert relight(rgba, dark, 1.0)[8, 8, 0] < 120 < relight(rgba, bright, 1.0)[8, 8, 0]
+
+
+def test_relight_at_zero_strength_is_the_identity_and_bad_strength_is_refused() -> None:
+    rgba = _grey_hand()
+    background = np.full((8, 8, 3), 90, np.uint8)
+    np.testing.assert_array_equal(relight(rgba, background, 0.0), rgba)
+    with pytest.raises(ValueError, match="strength"):
+        relight(rgba, background, 1.5)

@@ -6,6 +6,14 @@ pasted over a fresh random background (:func:`composite`) and then colour / blur
 compression augmented (:func:`build_augmentation`), all driven by one
 ``numpy.random.Generator`` (:func:`blend_sample`).
 
+Lighting that belongs to the picture (:func:`relight`) is applied here, at compositing time,
+and not when rendering: backgrounds are drawn at training time from a folder the generator never
+sees, and a fresh one every epoch, so a render cannot know its background. Every pixel of the
+hand is albedo times the light arriving there; moving all lights' colour and exposure towards
+the background's mean colour and brightness is one gain per channel on the rendered colours,
+exact for a change of the lights' common colour. It cannot move shadows or add light from a
+bright side of the picture; the render's own key / fill / rim set-up keeps providing shape.
+
 The augmentation is photometric only: keypoint and mesh labels are pixel coordinates of
 the crop, so any geometric change would silently invalidate them.
 """
@@ -132,6 +140,42 @@ def composite(rgba: np.ndarray, background: np.ndarray, soft_edge: float = 0.7) 
     return blended.astype(np.uint8)
 
 
+# sRGB code value -> linear light (a 2.2 gamma; close enough for a change of light colour).
+_LINEAR = (np.arange(256, dtype=np.float32) / 255.0) ** 2.2
+
+
+def relight(rgba: np.ndarray, background: np.ndarray, strength: float) -> np.ndarray:
+    """The rendered hand as if lit by the light of the background it is pasted onto.
+
+    Args:
+        rgba: ``(H, W, 4)`` uint8 straight-alpha render.
+        background: ``(h, w, 3)`` uint8 RGB, any size.
+        strength: 0 leaves the render alone; 1 gives the hand the background's light colour
+            (its mean colour, normalised, each channel's gain kept within 0.6-1.6) and moves
+            its exposure to the background's mean brightness (by the square root of the
+            ratio, at most 1.8x either way).
+
+    Returns:
+        ``(H, W, 4)`` uint8, alpha unchanged.
+    """
+    if not 0 <= strength <= 1:
+        raise ValueError(f"relight strength must lie in [0, 1], got {strength}")
+    hand = rgba[..., 3] > 0
+    if strength == 0 or not hand.any():
+        return rgba
+    scene = _LINEAR[background[::4, ::4].reshape(-1, 3)].mean(axis=0) + 1e-4
+    tint = np.clip(scene / scene.mean(), 0.6, 1.6)
+    colour = _LINEAR[rgba[..., :3][hand]].mean()
+    exposure = np.clip(np.sqrt(scene.mean() / (colour + 1e-4)), 1 / 1.8, 1.8)
+    gain = (tint * exposure) ** strength
+    # One lookup table per channel: code value in -> code value out.
+    tables = np.rint(255.0 * np.clip(_LINEAR[:, None] * gain, 0, 1) ** (1 / 2.2)).astype(np.uint8)
+    out = rgba.copy()
+    for c in range(3):
+        out[..., c] = np.where(hand, tables[rgba[..., c], c], rgba[..., c])
+    return out
+
+
 def _as_tuples(value: Any) -> Any:
     """YAML gives lists where albumentations expects tuples; convert recursively."""
     if isinstance(value, Sequence) and not isinstance(value, str):
@@ -217,6 +261,8 @@ def blend_sample(
     augment: A.Compose | None = None,
     *,
     soft_edge: float = 0.7,
+    light: float = 0.0,
+    camera: A.Compose | None = None,
 ) -> np.ndarray:
     """Training image from a rendered sample: random background, composite, augment.
 
@@ -227,6 +273,9 @@ def blend_sample(
         rng: the only source of randomness; the same state gives the same image.
         augment: pipeline from :func:`build_augmentation`, or ``None`` to skip augmenting.
         soft_edge: alpha feathering sigma in pixels, see :func:`composite`.
+        light: strength of :func:`relight` from the drawn background (0: off).
+        camera: a pipeline from :func:`build_augmentation` simulating the camera (white
+            balance, exposure, blur, noise, JPEG), applied last; None to skip.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB.
@@ -235,14 +284,21 @@ def blend_sample(
     background = background_source.sample(rng)
     if background.shape[:2] != (height, width):
         background = _resize_rgb(background, height, width)
+    if light > 0:
+        rgba = relight(rgba, background, light)
     image = composite(rgba, background, soft_edge=soft_edge)
-    if augment is None:
-        return image
+    for pipeline in (augment, camera):
+        if pipeline is not None:
+            image = _apply(pipeline, image, rng)
+    return image
+
+
+def _apply(pipeline: A.Compose, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     seed = int(rng.integers(2**31))
     # One shared generator pair for the whole pipeline rather than Compose.set_random_seed,
     # which gives every child transform an identically seeded generator of its own: their
     # "apply with probability p" draws would then be identical and all transforms would
     # fire or skip together.
-    augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
-    out = augment(image=image)["image"]
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    out = pipeline(image=image)["image"]
     return np.ascontiguousarray(out, dtype=np.uint8)

@@ -6,6 +6,8 @@ frame, whole image). `RealDataset` turns raw samples into the same item dictiona
 `handshape.data.synth.reader.SyntheticDataset`, cropped around the hand and resized:
 
     image (3, S, S) float32 [0, 1]    mask (S, S) bool (the hand's pixels)
+    ids (S, S) uint8: 1 on the hand's pixels, 0 elsewhere (the synthetic id map's hand id; real
+        sets do not separate forearm and objects from the background)
     depth (S, S) float32 m, 0 = none  joints_2d (21, 2) px in the crop
     joints_3d (21, 3) m               vertices (N, 3) m
     K (3, 3) of the crop              visibility (21,) bool (labelled visible and inside the crop)
@@ -255,6 +257,8 @@ class RealDataset(Dataset):
         return {
             "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
             "mask": torch.from_numpy(mask),
+            # The synthetic items' id map: real sets label the hand only (1), nothing else.
+            "ids": torch.from_numpy(mask.astype(np.uint8)),
             "depth": torch.from_numpy(depth),
             "joints_2d": torch.from_numpy(joints_2d).float(),
             "joints_3d": torch.from_numpy(np.asarray(joints_3d)).float(),

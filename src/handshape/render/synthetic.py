@@ -1,10 +1,11 @@
-"""The renderer behind the synthetic data set: one hand, several lights, RGBA + depth.
+"""The renderer behind the synthetic data set: hand, forearm and objects, RGBA + depth + ids.
 
-Single-sampled on purpose. pyrender draws into a 4x multisampled framebuffer; on the CPU (Mesa
-llvmpipe) that doubles the cost of a 256x256 frame, and its resolved depth sits a fraction of a
-pixel off the pixel centres, which a second depth pass would have to correct. Without
-multisampling one pass gives colour, an exact mask and metric depth sampled at pixel centres;
-the hand's border is softened later, when it is composited over a background
+Drawn with a handful of raw GL calls (`handshape.render.direct`) in a context from pyrender's
+platform layer: pyrender's own scene graph cost more Python per frame than the rasteriser
+spent drawing. Single-sampled on purpose: 4x multisampling on the CPU (Mesa llvmpipe) doubles
+the cost of a 256x256 frame, and its resolved depth sits a fraction of a pixel off the pixel
+centres. Without it one pass gives colour, exact masks and metric depth sampled at pixel
+centres; the border is softened later, when the render is composited over a background
 (`handshape.data.compositing`).
 """
 
@@ -17,7 +18,26 @@ from typing import Any
 import numpy as np
 
 from handshape.render.backend import import_pyrender
+from handshape.render.direct import DirectDraw, projection_matrix
 from handshape.render.offscreen import ZFAR, ZNEAR
+
+# Part ids of the id map: the alpha channel of the render carries them (see `render_parts`).
+BACKGROUND, HAND, FOREARM, OBJECT = 0, 1, 2, 3
+_ALPHA_OF_ID = {HAND: 255, FOREARM: 170, OBJECT: 85}
+# Alpha -> id by the nearest of those values (a rounding step off still decodes right).
+_ID_OF_ALPHA = (4 - np.rint(np.arange(256) / 85.0)).clip(1, 3).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One mesh of a scene: vertices (N, 3) in the OpenCV camera frame, faces (F, 3); albedo:
+    (3,) or per vertex (N, 3), linear RGB; roughness; label: HAND, FOREARM or OBJECT."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    albedo: np.ndarray
+    roughness: float
+    label: int
 
 
 @dataclass(frozen=True)
@@ -38,55 +58,20 @@ class Light:
     cone: float = 0.6
 
 
-def _pose_towards(direction: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(4, 4) pose whose -z axis points along `direction`, placed at `position`."""
-    z = -direction / np.linalg.norm(direction)
-    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, np.cross(z, x), z], axis=1)
-    pose[:3, 3] = position
-    return pose
-
-
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals: (N, 3), (F, 3) -> (N, 3)."""
     v = vertices[faces]
     face_normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])  # length = 2 * area
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
-
-
-def _single_sample(offscreen: Any) -> None:
-    """Give pyrender's main framebuffer one sample per pixel instead of four."""
-    from OpenGL.GL import (
-        GL_DEPTH_COMPONENT24,
-        GL_RENDERBUFFER,
-        GL_RGBA,
-        glBindRenderbuffer,
-        glRenderbufferStorageMultisample,
+    # bincount sums per vertex several times faster than np.add.at.
+    n = len(vertices)
+    normals = np.stack(
+        [
+            sum(np.bincount(faces[:, k], face_normals[:, c], minlength=n) for k in range(3))
+            for c in range(3)
+        ],
+        axis=1,
     )
-
-    renderer = offscreen._renderer
-    original = renderer._configure_main_framebuffer
-
-    def configure() -> None:
-        fresh = renderer._main_fb is None or renderer._main_fb_dims != (
-            renderer.viewport_width,
-            renderer.viewport_height,
-        )
-        original()
-        if fresh:
-            w, h = renderer.viewport_width, renderer.viewport_height
-            glBindRenderbuffer(GL_RENDERBUFFER, renderer._main_cb_ms)
-            glRenderbufferStorageMultisample(GL_RENDERBUFFER, 0, GL_RGBA, w, h)
-            glBindRenderbuffer(GL_RENDERBUFFER, renderer._main_db_ms)
-            glRenderbufferStorageMultisample(GL_RENDERBUFFER, 0, GL_DEPTH_COMPONENT24, w, h)
-
-    renderer._configure_main_framebuffer = configure
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
 
 
 class SyntheticRenderer:
@@ -99,12 +84,13 @@ class SyntheticRenderer:
         self.size = int(size)
         self._pyrender: Any | None = None
         self._offscreen: Any | None = None
+        self._direct: DirectDraw | None = None
 
     def _ensure(self) -> Any:
         if self._offscreen is None:
             self._pyrender = import_pyrender()
+            # Only for its GL context (EGL or OSMesa); the drawing is DirectDraw's.
             self._offscreen = self._pyrender.OffscreenRenderer(self.size, self.size)
-            _single_sample(self._offscreen)
         return self._offscreen
 
     def render(
@@ -124,52 +110,56 @@ class SyntheticRenderer:
         Returns rgba (S, S, 4) uint8 with alpha 255 on the hand and 0 elsewhere (colour 0 there),
         and depth (S, S) float32: camera z in metres at each pixel centre, 0 off the hand.
         """
-        offscreen = self._ensure()
-        pyrender = self._pyrender
-        assert pyrender is not None
-        # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
-        gl_vertices = np.asarray(vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[*skin, 1.0], metallicFactor=0.0, roughnessFactor=float(roughness)
-        )
-        primitive = pyrender.Primitive(
-            positions=gl_vertices.astype(np.float32),
-            normals=vertex_normals(gl_vertices, faces).astype(np.float32),
-            indices=faces,
-            material=material,
-        )
-        mesh = pyrender.Mesh([primitive])
-        scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=list(ambient))
-        scene.add(mesh)
-        camera = pyrender.IntrinsicsCamera(
-            fx=K[0, 0], fy=K[1, 1], cx=K[0, 2] + 0.5, cy=K[1, 2] + 0.5, znear=ZNEAR, zfar=ZFAR
-        )
-        scene.add(camera, pose=np.eye(4))
-        for light in lights:
-            pose = _pose_towards(np.asarray(light.direction, float), np.asarray(light.position))
-            if light.kind == "directional":
-                node = pyrender.DirectionalLight(color=light.color, intensity=light.intensity)
-            elif light.kind == "point":
-                node = pyrender.PointLight(color=light.color, intensity=light.intensity)
-            elif light.kind == "spot":
-                node = pyrender.SpotLight(
-                    color=light.color,
-                    intensity=light.intensity,
-                    innerConeAngle=0.5 * light.cone,
-                    outerConeAngle=light.cone,
-                )
-            else:
-                raise ValueError(f"unknown light kind '{light.kind}'")
-            scene.add(node, pose=pose)
-        color, depth = offscreen.render(scene, flags=pyrender.RenderFlags.RGBA)
-        depth = np.array(depth, dtype=np.float32)
-        hand = (depth > 0).astype(np.uint8)
-        rgba = np.array(color, dtype=np.uint8)
-        rgba[..., :3] *= hand[..., None]
-        rgba[..., 3] = hand * 255
+        part = Part(vertices, faces, np.asarray(skin, np.float64), roughness, HAND)
+        rgba, depth, _ = self.render_parts([part], K, lights, ambient)
         return rgba, depth
 
+    def render_parts(
+        self, parts: list[Part], K: np.ndarray, lights: list[Light], ambient: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render several meshes in one pass: (rgba (S, S, 4) uint8, depth (S, S) float32
+        metres, ids (S, S) uint8 with the `Part.label` seen at each pixel, 0 for none).
+
+        The id of each part travels in its vertices' alpha, which the shader writes to the
+        framebuffer untouched (no blending): one pass gives colour, depth and the id map. The
+        returned alpha is 255 wherever anything was drawn.
+        """
+        offscreen = self._ensure()
+        offscreen._platform.make_current()  # another renderer may have drawn in between
+        if self._direct is None:
+            self._direct = DirectDraw(self.size)
+        vertices = np.concatenate([self._vertex_data(part) for part in parts])
+        starts = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+        faces = np.concatenate(
+            [np.asarray(p.faces) + s for p, s in zip(parts, starts, strict=True)]
+        )
+        projection = projection_matrix(np.asarray(K, np.float64), self.size, ZNEAR, ZFAR)
+        color, depth = self._direct.draw(
+            vertices, faces, projection, list(lights), np.asarray(ambient), ZNEAR, ZFAR
+        )
+        depth = np.array(depth, dtype=np.float32)
+        drawn = depth > 0
+        rgba = np.array(color, dtype=np.uint8)
+        ids = _ID_OF_ALPHA[rgba[..., 3]] * drawn
+        rgba[..., :3] *= drawn[..., None]
+        rgba[..., 3] = drawn * np.uint8(255)
+        return rgba, depth, ids
+
+    @staticmethod
+    def _vertex_data(part: Part) -> np.ndarray:
+        """(N, 11) float32: OpenGL camera-frame position, normal, albedo, id alpha, roughness."""
+        # OpenCV camera frame -> OpenGL camera frame (the scene is built in the camera frame).
+        gl = np.asarray(part.vertices, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
+        out = np.empty((len(gl), 11), np.float32)
+        out[:, :3] = gl
+        out[:, 3:6] = vertex_normals(gl, np.asarray(part.faces))
+        out[:, 6:9] = part.albedo  # (3,) or (N, 3)
+        out[:, 9] = _ALPHA_OF_ID[part.label] / 255.0
+        out[:, 10] = part.roughness
+        return out
+
     def close(self) -> None:
+        self._direct = None  # its GL objects go with the context
         if self._offscreen is not None:
             offscreen, self._offscreen = self._offscreen, None
             offscreen.delete()

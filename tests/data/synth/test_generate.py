@@ -26,6 +26,7 @@ from handshape.data.synth.generate import DEPTH_UNIT, Plan, generate, joint_visi
 from handshape.data.synth.reader import SyntheticShards
 from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
+from handshape.render.synthetic import FOREARM, HAND, OBJECT
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
@@ -56,6 +57,15 @@ EXPECTED = {  # key: (shape after the sample axis, dtype); N = model vertices, S
     "lighting": ((), np.int16),
     "skin_tone": ((), np.int16),
     "index": ((), np.int64),
+    "ids": ((SIZE, SIZE), np.uint8),
+    "view_mode": ((), np.int16),
+    "forearm": ((6,), np.float32),
+    "sleeve_rgb": ((3,), np.float32),
+    "object_kind": ((), np.int16),
+    "object_rgb": ((3,), np.float32),
+    "object_roughness": ((), np.float32),
+    "object_seed": ((), np.int64),
+    "skin_seed": ((), np.int64),
 }
 
 
@@ -106,6 +116,8 @@ def reference_depth(
     hi = np.minimum(np.floor(tri.max(axis=1)), size - 1).astype(int)
     keep = np.all(hi >= lo, axis=1) & (np.abs(area) > 1e-12)
     a, b, c, area, lo, hi, inv_z = (x[keep] for x in (a, b, c, area, lo, hi, inv_z))
+    if not keep.any():  # nothing of this mesh in the crop
+        return np.zeros((size, size))
 
     def edge(p: np.ndarray, q: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (q[:, 0] - p[:, 0]) * (y - p[:, 1]) - (q[:, 1] - p[:, 1]) * (x - p[:, 0])
@@ -157,15 +169,35 @@ def faces() -> np.ndarray:
     return HandModel.default().faces.numpy()
 
 
+def reference_parts(
+    maker: gen.SampleMaker, sample: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference depth (S, S) of every part of a sample (hand, forearm, object) and the id
+    (S, S) of the nearest part at each pixel (0: none)."""
+    parts = maker.parts(sample)
+    depths = np.stack([reference_depth(p.vertices, p.faces, sample["K"], SIZE) for p in parts])
+    far = np.where(depths > 0, depths, np.inf)
+    nearest = np.argmin(far, axis=0)
+    hit = np.isfinite(far.min(axis=0))
+    labels = np.array([p.label for p in parts])
+    ids = np.where(hit, labels[nearest], 0).astype(np.uint8)
+    return np.where(hit, far.min(axis=0), 0.0), ids
+
+
 @pytest.fixture(scope="module")
-def references(data: dict[str, np.ndarray], faces: np.ndarray) -> np.ndarray:
-    """(NUM, S, S) reference depth of every sample of the reference set."""
-    return np.stack(
-        [
-            reference_depth(v, faces, k, SIZE)
-            for v, k in zip(data["vertices"], data["K"], strict=True)
-        ]
-    )
+def reference_scenes(plan: Plan, data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(NUM, S, S) reference depth and ids of every sample of the reference set."""
+    maker = gen.SampleMaker(plan.config)  # only its meshes: no GL context is made
+    out = [
+        reference_parts(maker, {key: values[i] for key, values in data.items()}) for i in range(NUM)
+    ]
+    return np.stack([d for d, _ in out]), np.stack([i for _, i in out])
+
+
+@pytest.fixture(scope="module")
+def references(reference_scenes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(NUM, S, S) reference depth of everything rendered in each sample."""
+    return reference_scenes[0]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -252,20 +284,31 @@ def test_depth_at_hand_pixels_is_the_depth_of_the_rendered_mesh(
         assert np.mean(error < 1e-3) >= 0.99, i
 
 
-def test_mask_is_exactly_the_rendered_hand(
-    data: dict[str, np.ndarray], references: np.ndarray
-) -> None:
+def test_alpha_covers_exactly_what_was_rendered(data: dict[str, np.ndarray]) -> None:
     alpha = data["rgba"][..., 3]
     mask = alpha > 0
     np.testing.assert_array_equal(mask, data["depth"] > 0)
+    np.testing.assert_array_equal(mask, data["ids"] > 0)
     assert set(np.unique(alpha)) <= {0, 255}
-    assert np.all(data["rgba"][..., :3][~mask] == 0)  # no colour off the hand
-    for i, (m, ref) in enumerate(zip(mask, references > 0, strict=True)):
-        assert (m & ref).sum() / (m | ref).sum() > 0.97, i
+    assert np.all(data["rgba"][..., :3][~mask] == 0)  # no colour off the rendered parts
+
+
+@pytest.mark.parametrize("part", [HAND, FOREARM, OBJECT])
+def test_id_map_is_exactly_each_rendered_part(
+    data: dict[str, np.ndarray], reference_scenes: tuple[np.ndarray, np.ndarray], part: int
+) -> None:
+    ring = np.ones((3, 3), bool)
+    seen = 0
+    for i, (ids, ref_ids) in enumerate(zip(data["ids"], reference_scenes[1], strict=True)):
+        m, ref = ids == part, ref_ids == part
+        if ref.sum() < 30:  # a part hardly in view: nothing to compare but its border
+            continue
+        seen += 1
+        assert (m & ref).sum() / (m | ref).sum() > 0.9, i
         # Disagreement is confined to a thin boundary: nothing 1 px inside either silhouette.
-        ring = np.ones((3, 3), bool)
         assert not np.any(ndimage.binary_erosion(m, ring) & ~ref), i
         assert not np.any(ndimage.binary_erosion(ref, ring) & ~m), i
+    assert seen >= (NUM // 2 if part != OBJECT else 1)  # the reference set shows every part
 
 
 def test_hand_pixels_are_lit(data: dict[str, np.ndarray]) -> None:
@@ -381,7 +424,7 @@ def test_an_interrupted_shard_write_leaves_no_partial_or_temporary_file(
 
     def dies_while_writing(fh: object, array: np.ndarray, **kwargs: object) -> None:
         calls.append(fh)
-        if len(calls) == 25:  # a few arrays into the second shard
+        if len(calls) == len(EXPECTED) + 4:  # a few arrays into the second shard
             raise KeyboardInterrupt
         real_write(fh, array, **kwargs)
 
@@ -508,3 +551,45 @@ def test_synth_rejects_a_part_outside_its_range(
     assert exit_info.value.code == 2
     assert "need 0 <= I < N, got 2/2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- what is not labelled
+
+LABELS = ("joints_2d", "joints_3d", "vertices", "K", "shape", "pose", "rotation", "translation")
+
+
+def test_forearm_objects_and_skin_never_change_the_labels(data: dict[str, np.ndarray]) -> None:
+    bare = small_config(
+        forearm={**small_config().forearm, "enabled": False},
+        objects={**small_config().objects, "enabled": False},
+        skin={**small_config().skin, "enabled": False},
+    )
+    maker = gen.SampleMaker(bare)
+    try:
+        for i in (0, 3, 7):
+            sample = maker.make(SEED, "train", i)
+            for key in LABELS:
+                np.testing.assert_array_equal(sample[key], data[key][i], err_msg=key)
+            # Only the hand is drawn, and the labels' vertices are the hand model's alone.
+            assert set(np.unique(sample["ids"])) <= {0, HAND}
+            assert sample["vertices"].shape == (HandModel.default().num_vertices, 3)
+    finally:
+        maker.close()
+
+
+def test_joints_behind_the_forearm_or_an_object_are_marked_hidden(
+    plan: Plan, data: dict[str, np.ndarray]
+) -> None:
+    depth = data["depth"].astype(np.float64) * DEPTH_UNIT
+    hidden_by_props = 0
+    for i in range(NUM):
+        px = np.round(data["joints_2d"][i]).astype(int)
+        inside = np.all((px >= 0) & (px < SIZE), axis=1)
+        for j in np.flatnonzero(inside):
+            u, v = px[j]
+            part, surface = data["ids"][i, v, u], depth[i, v, u]
+            in_front = surface < data["joints_3d"][i, j, 2] - plan.config.visibility_margin
+            if part in (FOREARM, OBJECT) and in_front:
+                assert not data["visibility"][i, j], (i, j)
+                hidden_by_props += 1
+    assert hidden_by_props > 0  # the reference set does hide joints behind them

@@ -23,6 +23,7 @@ from handshape.data.synth.reader import (
 )
 from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
+from handshape.render.synthetic import FOREARM, HAND, OBJECT
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
@@ -168,6 +169,7 @@ def test_dataset_items_have_the_documented_shapes_and_types(folder: Path) -> Non
     expected = {
         "image": ((3, SIZE, SIZE), torch.float32),
         "mask": ((SIZE, SIZE), torch.bool),
+        "ids": ((SIZE, SIZE), torch.uint8),
         "depth": ((SIZE, SIZE), torch.float32),
         "joints_2d": ((21, 2), torch.float32),
         "joints_3d": ((21, 3), torch.float32),
@@ -179,7 +181,7 @@ def test_dataset_items_have_the_documented_shapes_and_types(folder: Path) -> Non
     }
     frame = {"sample_id", "mirrored", "crop", "image_size"}  # as the real sets' items
     flags = {f"has_{label}" for label in HAS_LABELS}
-    assert set(expected) == {"image", "mask", "depth", *LABEL_KEYS}
+    assert set(expected) == {"image", "mask", "ids", "depth", *LABEL_KEYS}
     assert set(item) == {*expected, *frame, *flags}
     assert all(bool(item[f]) for f in flags) and item["sample_id"] == "3"
     assert not item["mirrored"] and torch.equal(item["crop"], torch.eye(3, dtype=torch.float64))
@@ -187,7 +189,19 @@ def test_dataset_items_have_the_documented_shapes_and_types(folder: Path) -> Non
         assert tuple(item[key].shape) == shape, key
         assert item[key].dtype == dtype, key
     assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
-    assert torch.equal(item["mask"], item["depth"] > 0)
+    assert torch.equal(item["mask"], item["ids"] == HAND)
+    assert torch.equal(item["ids"] > 0, item["depth"] > 0)
+
+
+def test_mask_is_the_hand_alone_never_the_forearm_or_object(folder: Path) -> None:
+    dataset = SyntheticDataset(folder, train=False)
+    others = 0
+    for i in range(NUM):
+        item, raw = dataset[i], dataset.shards.get(i)
+        assert torch.equal(item["mask"], torch.from_numpy(raw["ids"] == HAND))
+        others += int(((item["ids"] == FOREARM) | (item["ids"] == OBJECT)).sum())
+        assert not (item["mask"] & (item["ids"] != HAND)).any()
+    assert others > 0  # the set does show forearms, which the mask leaves out
 
 
 def test_labels_are_the_stored_ones(folder: Path) -> None:
@@ -202,10 +216,11 @@ def test_the_background_folder_fills_everything_but_the_hand(
 ) -> None:
     root, colours = flat_backgrounds
     dataset = SyntheticDataset(folder, backgrounds=root, train=False)
+    dataset.light, dataset.camera = 0.0, None  # relighting and the camera: tested below
     used = set()
     for i in range(NUM):
         item, raw = dataset[i], dataset.shards.get(i)
-        image, mask = as_uint8(item["image"]), item["mask"].numpy()
+        image, mask = as_uint8(item["image"]), raw["rgba"][..., 3] > 0  # all that was rendered
         away = ~ndimage.binary_dilation(mask, iterations=3)
         inside = ndimage.binary_erosion(mask, iterations=3)
         assert away.sum() > SIZE * SIZE // 4 and inside.sum() > 20
@@ -217,6 +232,30 @@ def test_the_background_folder_fills_everything_but_the_hand(
         # The hand itself is the render, untouched (no augmentation for validation).
         np.testing.assert_array_equal(image[inside], raw["rgba"][..., :3][inside])
     assert len(used) >= 2  # the colours do change from sample to sample
+
+
+def test_the_hand_takes_the_light_of_its_background(
+    folder: Path, flat_backgrounds: tuple[Path, np.ndarray]
+) -> None:
+    root = flat_backgrounds[0]
+    dataset = SyntheticDataset(folder, backgrounds=root, train=False)
+    assert dataset.light > 0 and dataset.camera is not None  # on by default
+    dataset.camera = None
+    plain = SyntheticDataset(folder, backgrounds=root, train=False)
+    plain.light, plain.camera = 0.0, None
+    checked = 0
+    for i in range(NUM):
+        lit, unlit = as_uint8(dataset[i]["image"]), as_uint8(plain[i]["image"])
+        mask = ndimage.binary_erosion(dataset.shards.get(i)["rgba"][..., 3] > 0, iterations=2)
+        background = as_uint8(plain[i]["image"])[0, 0].astype(float)  # a corner: background
+        if mask.sum() < 20:
+            continue
+        shift = lit[mask].astype(float).mean(axis=0) - unlit[mask].astype(float).mean(axis=0)
+        # The hand's colour moves towards the background's dominant channel.
+        dominant = int(np.argmax(background))
+        assert shift[dominant] - shift.mean() > 0, (i, shift, background)
+        checked += 1
+    assert checked >= NUM // 2
 
 
 def test_validation_images_are_fixed_and_training_images_follow_the_torch_seed(
@@ -239,3 +278,14 @@ def test_validation_images_are_fixed_and_training_images_follow_the_torch_seed(
     second = train[2]["image"]
     mask = train[2]["mask"]
     assert not torch.equal(second[:, ~mask], first[:, ~mask])  # another background
+
+
+def test_the_simulated_camera_changes_images_the_same_way_each_time(folder: Path) -> None:
+    """White balance, exposure, blur, noise and JPEG (the data set's `camera` setting) apply to
+    validation images too, seeded by the sample: the same image every time."""
+    with_camera = SyntheticDataset(folder, train=False)
+    without = SyntheticDataset(folder, train=False)
+    without.camera = None
+    changed = [not torch.equal(with_camera[i]["image"], without[i]["image"]) for i in range(NUM)]
+    assert sum(changed) >= NUM // 2  # most samples draw at least one camera effect
+    assert torch.equal(with_camera[4]["image"], SyntheticDataset(folder, train=False)[4]["image"])

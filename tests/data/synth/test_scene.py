@@ -11,13 +11,16 @@ import pytest
 import torch
 
 from handshape.config import PACKAGE_CONFIGS
+from handshape.data.synth.props import wrist_bend
 from handshape.data.synth.scene import (
     SPLITS,
+    VIEW_MODES,
     Scene,
     SceneSampler,
     SynthConfig,
     fibonacci_directions,
 )
+from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary
 
@@ -249,7 +252,10 @@ def test_pose_stays_close_to_its_gesture_variant(
 
 def test_view_cone_keeps_viewpoints_near_its_axis(config: SynthConfig) -> None:
     narrow = SceneSampler(
-        dataclasses.replace(config, view_cone=60.0, roll=45.0), HandModel.default()
+        dataclasses.replace(
+            config, view_cone=60.0, roll=45.0, view_prior={"egocentric": 0, "third_person": 0}
+        ),
+        HandModel.default(),
     )
     axis = np.asarray(config.view_axis, dtype=float)
     axis /= np.linalg.norm(axis)
@@ -276,3 +282,49 @@ def test_a_cone_without_validation_viewpoints_is_refused(config: SynthConfig) ->
     tiny = SceneSampler(dataclasses.replace(config, view_cone=0.5), HandModel.default())
     with pytest.raises(ValueError, match=r"no .* viewpoint lies within view_cone"):
         tiny.sample(0, "val", 0)
+
+
+# ----------------------------------------------------------------------------- view prior
+
+
+def _forearm_in_camera(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """The forearm's direction (from the wrist) and the back of the hand, camera frame."""
+    root = axis_angle_to_matrix(torch.as_tensor(scene.pose[0], dtype=torch.float64)).numpy()
+    bend = wrist_bend(float(scene.forearm[3]), float(scene.forearm[4]))
+    along = scene.rotation @ root @ bend @ np.array([0.0, -1.0, 0.0])
+    back = scene.rotation @ root @ bend @ np.array([0.0, 0.0, 1.0])
+    return along, back
+
+
+def test_the_view_prior_mixes_egocentric_third_person_and_any_views(
+    config: SynthConfig, sampler: SceneSampler
+) -> None:
+    scenes = [sampler.sample(0, "train", i) for i in range(120)]
+    modes = np.array([s.view_mode for s in scenes])
+    share = [np.mean(modes == m) for m in range(len(VIEW_MODES))]
+    prior = config.view_prior
+    expected = [1 - prior["egocentric"] - prior["third_person"], *prior.values()]
+    np.testing.assert_allclose(share, expected, atol=0.12)
+    for scene in scenes:
+        along, back = _forearm_in_camera(scene)
+        image_angle = np.degrees(np.arctan2(abs(along[0]), along[1]))  # 0: straight down
+        if VIEW_MODES[scene.view_mode] == "egocentric":
+            # The forearm comes from the bottom of the picture, the back of the hand is seen.
+            assert image_angle <= 25.0 + 12.0, scene.index  # roll jitter + viewpoint spacing
+            assert back[2] < 0, scene.index  # the back faces the camera (camera looks along +z)
+            assert along[2] < 0, scene.index  # and the forearm comes towards it
+        elif VIEW_MODES[scene.view_mode] == "third_person":
+            assert image_angle <= 60.0 + 12.0, scene.index
+
+
+def test_the_view_prior_keeps_the_validation_viewpoints_held_out(sampler: SceneSampler) -> None:
+    for split in SPLITS:
+        for i in range(40):
+            scene = sampler.sample(0, split, i)
+            assert sampler.held_out(viewpoint=scene.viewpoint) == (split == "val")
+
+
+def test_without_a_view_prior_every_view_is_any_view(config: SynthConfig) -> None:
+    flat = dataclasses.replace(config, view_prior={"egocentric": 0.0, "third_person": 0.0})
+    sampler = SceneSampler(flat, HandModel.default())
+    assert {sampler.sample(0, "train", i).view_mode for i in range(30)} == {0}

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import socket
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,27 @@ from tqdm import tqdm
 
 from handshape.atomic import atomic_write
 from handshape.data.synth.lighting import lighting_setups
-from handshape.data.synth.scene import SPLITS, SceneSampler, SynthConfig
+from handshape.data.synth.props import (
+    ForearmParams,
+    axis_angle_matrix,
+    forearm_meshes,
+    object_mesh,
+    wrist_section,
+)
+from handshape.data.synth.scene import OBJECT_KINDS, SPLITS, SceneSampler, SynthConfig
+from handshape.data.synth.skin import noise_field, skin_albedo, skin_maps
 from handshape.handmodel.model import HandModel
 from handshape.render.offscreen import srgb_to_linear
-from handshape.render.synthetic import SyntheticRenderer
+from handshape.render.synthetic import (
+    FOREARM,
+    HAND,
+    OBJECT,
+    Part,
+    SyntheticRenderer,
+    vertex_normals,
+)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: forearm, skin, objects, view prior, id map
 DEPTH_UNIT = 1e-4  # metres per step of the stored uint16 depth (0.1 mm; up to 6.5 m)
 
 
@@ -45,23 +60,20 @@ class SampleMaker:
         self.setups = lighting_setups(config.lighting_setups)
         self.renderer = SyntheticRenderer(config.size)
         self.faces = self.model.faces.numpy()
+        rest = self.model.v_template.numpy()
+        self.skin = skin_maps(rest, vertex_normals(rest, self.faces), self.model.rest_joints)
+        self.wrist_section = wrist_section(rest)
 
     def make(self, seed: int, split: str, index: int) -> dict[str, np.ndarray]:
         scene = self.sampler.sample(seed, split, index)
-        vertices, joints = scene.vertices, scene.joints
-        rgba, depth = self.render(
-            vertices, scene.K, scene.skin_rgb, scene.lighting, scene.roughness
-        )
+        joints = scene.joints
         uvw = joints @ scene.K.T
         joints_2d = uvw[:, :2] / uvw[:, 2:]
-        return {
-            "rgba": rgba,
-            "depth": np.round(depth / DEPTH_UNIT).astype(np.uint16),
+        sample = {
             "joints_2d": joints_2d.astype(np.float32),
             "joints_3d": joints.astype(np.float32),
-            "vertices": vertices.astype(np.float32),
+            "vertices": scene.vertices.astype(np.float32),
             "K": scene.K.astype(np.float32),
-            "visibility": joint_visibility(joints, joints_2d, depth, self.config.visibility_margin),
             "shape": scene.shape.astype(np.float32),
             "pose": scene.pose.astype(np.float32),
             "rotation": scene.rotation.astype(np.float32),
@@ -76,39 +88,73 @@ class SampleMaker:
             "lighting": np.int16(scene.lighting),
             "skin_tone": np.int16(scene.skin_tone),
             "index": np.int64(index),
+            "view_mode": np.int16(scene.view_mode),
+            "forearm": scene.forearm.astype(np.float32),
+            "sleeve_rgb": scene.sleeve_rgb.astype(np.float32),
+            "object_kind": np.int16(scene.object_kind),
+            "object_rgb": scene.object_rgb.astype(np.float32),
+            "object_roughness": np.float32(scene.object_roughness),
+            "object_seed": np.int64(scene.object_seed),
+            "skin_seed": np.int64(scene.skin_seed),
+        }
+        rgba, depth, ids = self.render_sample(sample)
+        # The rendered depth holds the forearm and objects too: joints behind them are hidden.
+        visibility = joint_visibility(joints, joints_2d, depth, self.config.visibility_margin)
+        return {
+            "rgba": rgba,
+            "depth": np.round(depth / DEPTH_UNIT).astype(np.uint16),
+            "ids": ids,
+            "visibility": visibility,
+            **sample,
         }
 
-    def render(
-        self,
-        vertices: np.ndarray,
-        K: np.ndarray,
-        skin_rgb: Sequence[float],
-        lighting: int,
-        roughness: float,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Render from stored parameters: camera-frame vertices (N, 3), intrinsics (3, 3),
-        sRGB skin colour, lighting set-up number and roughness -> (rgba, depth in metres)."""
-        setup = self.setups[int(lighting)]
-        skin = srgb_to_linear([float(c) for c in skin_rgb])
-        return self.renderer.render(
-            np.asarray(vertices, np.float64),
-            self.faces,
-            np.asarray(K, np.float64),
-            (float(skin[0]), float(skin[1]), float(skin[2])),
+    def parts(self, sample: Mapping[str, np.ndarray]) -> list[Part]:
+        """The meshes of a sample (camera frame) from its stored parameters."""
+        cfg = self.config
+        vertices = np.asarray(sample["vertices"], np.float64)
+        joints = np.asarray(sample["joints_3d"], np.float64)
+        base = srgb_to_linear([float(c) for c in sample["skin_rgb"]])
+        skin_rng = np.random.default_rng(int(sample["skin_seed"]))
+        albedo = skin_albedo(self.skin, base, skin_rng, cfg.skin)
+        roughness = float(sample["roughness"])
+        parts = [Part(vertices, self.faces, albedo, roughness, HAND)]
+        if cfg.forearm["enabled"]:
+            params = ForearmParams(*(float(p) for p in sample["forearm"]))
+            pose_root = axis_angle_matrix(np.asarray(sample["pose"][0], np.float64))
+            root = np.asarray(sample["rotation"], np.float64) @ pose_root
+            arm, sleeve = forearm_meshes(params, vertices, self.wrist_section, root, joints[0])
+            # The forearm's own blotches: the same kind of field, over its own surface.
+            amplitude = cfg.skin["noise"] if cfg.skin["enabled"] else 0.0
+            tone = base * (1 + amplitude * noise_field(arm.vertices, skin_rng))[:, None]
+            parts.append(Part(arm.vertices, arm.faces, np.clip(tone, 0, 1), roughness, FOREARM))
+            if sleeve is not None:
+                cloth = srgb_to_linear([float(c) for c in sample["sleeve_rgb"]])
+                parts.append(Part(sleeve.vertices, sleeve.faces, np.asarray(cloth), 0.95, FOREARM))
+        kind = int(sample["object_kind"])
+        if kind >= 0:
+            rng = np.random.default_rng(int(sample["object_seed"]))
+            held = object_mesh(OBJECT_KINDS[kind], joints, rng)
+            colour = np.asarray(srgb_to_linear([float(c) for c in sample["object_rgb"]]))
+            roughness = float(sample["object_roughness"])
+            parts.append(Part(held.vertices, held.faces, colour, roughness, OBJECT))
+        return parts
+
+    def render_sample(
+        self, sample: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render from stored parameters -> (rgba, depth in metres, ids); see `make`."""
+        setup = self.setups[int(sample["lighting"])]
+        return self.renderer.render_parts(
+            self.parts(sample),
+            np.asarray(sample["K"], np.float64),
             list(setup.lights),
             np.asarray(setup.ambient),
-            float(roughness),
         )
 
     def rerender(self, sample: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Render a stored sample again from its labels alone."""
-        return self.render(
-            sample["vertices"],
-            sample["K"],
-            sample["skin_rgb"],
-            int(sample["lighting"]),
-            float(sample["roughness"]),
-        )
+        """Render a stored sample again from its labels alone: (rgba, depth in metres)."""
+        rgba, depth, _ = self.render_sample(sample)
+        return rgba, depth
 
     def close(self) -> None:
         self.renderer.close()

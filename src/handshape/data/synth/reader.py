@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from handshape.data.backgrounds import BackgroundSource
 from handshape.data.compositing import blend_sample, build_augmentation
+from handshape.render.synthetic import HAND
 
 LABEL_KEYS = ("joints_2d", "joints_3d", "vertices", "K", "visibility", "shape", "pose")
 HAS_LABELS = ("mask", "depth", "joints_2d", "joints_3d", "mesh", "params")
@@ -119,7 +120,10 @@ class ShardGroupedSampler(Sampler[int]):
 class SyntheticDataset(Dataset):
     """Training samples: the render blended over a background, plus its labels, as tensors.
 
-    Items: image (3, S, S) float32 in [0, 1]; mask (S, S) bool; depth (S, S) float32 metres;
+    Items: image (3, S, S) float32 in [0, 1]; mask (S, S) bool, the hand's pixels; ids (S, S)
+    uint8, what each pixel shows (0 background, 1 hand, 2 forearm, 3 object: the ids of
+    handshape.render.synthetic; data sets of generator version 1 have hands only); depth
+    (S, S) float32 metres, of everything rendered;
     joints_2d (21, 2) px; joints_3d (21, 3) m, camera frame; vertices (N, 3) m; K (3, 3);
     visibility (21,) bool; shape (S,); pose (16, 3); and, as the real sets' items
     (`handshape.data.real`), the label flags has_* (all True), sample_id (the index),
@@ -139,6 +143,11 @@ class SyntheticDataset(Dataset):
         size = int(self.shards.manifest["config"]["size"])
         self.backgrounds = BackgroundSource(backgrounds, size=size)
         self.augment = build_augmentation(augmentation) if train else None
+        # The generator's settings of the data set (older data sets lack these: off).
+        settings = self.shards.manifest["config"]
+        self.light = float(settings.get("background_light", 0.0))
+        camera = settings.get("camera")
+        self.camera = build_augmentation(camera) if camera else None
         self.train = train
         self.seed = seed
 
@@ -155,10 +164,19 @@ class SyntheticDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self.shards.get(index)
-        image = blend_sample(raw["rgba"], self.backgrounds, self._rng(index), self.augment)
+        image = blend_sample(
+            raw["rgba"],
+            self.backgrounds,
+            self._rng(index),
+            self.augment,
+            light=self.light,
+            camera=self.camera,
+        )
+        ids = raw["ids"] if "ids" in raw else (raw["rgba"][..., 3] > 0).astype(np.uint8) * HAND
         item = {
             "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
-            "mask": torch.from_numpy(raw["rgba"][..., 3] > 0),
+            "mask": torch.from_numpy(ids == HAND),
+            "ids": torch.from_numpy(np.ascontiguousarray(ids)),
             "depth": torch.from_numpy(raw["depth"]),
         }
         for key in LABEL_KEYS:

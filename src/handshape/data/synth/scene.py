@@ -4,12 +4,19 @@ A scene is a hand (shape coefficients, a perturbed variant of a library gesture)
 a fixed set of viewpoints around the hand, a roll, a distance, intrinsics that centre the hand in
 the crop with random scale and offset), one of the lighting set-ups and a skin tone. Validation
 scenes use held-out viewpoints and gesture variants, as the paper's validation set does.
+
+Rendered but never labelled: a forearm (length, thickness, taper, wrist bend, sleeve), an object
+for grasp gestures and the seed of the skin pattern (handshape.data.synth.props, .skin). They
+are drawn from a random stream of their own, and the camera's view mode (egocentric, third
+person or any, `view_prior`) from another, so switching any of them off changes no label.
+The view prior needs the forearm's direction, which is why the wrist bend is drawn even when
+the forearm is not rendered.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 
+from handshape.data.synth.props import GRASPS, axis_angle_matrix, wrist_bend
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary
 
@@ -45,6 +53,12 @@ class SynthConfig:
     skin_tones: tuple[tuple[float, float, float], ...]
     skin_variation: float
     visibility_margin: float
+    view_prior: dict[str, float]
+    forearm: dict[str, Any]
+    skin: dict[str, Any]
+    objects: dict[str, Any]
+    background_light: float
+    camera: dict[str, Any]
     validation: dict[str, int]
 
     @classmethod
@@ -63,6 +77,20 @@ class SynthConfig:
             raise ValueError(f"{source}: view_cone must lie in (0, 180] degrees")
         v["skin_tones"] = tuple(tuple(t) for t in v["skin_tones"])
         v["validation"] = dict(v["validation"])
+        for key in ("view_prior", "forearm", "skin", "objects", "camera"):
+            if not isinstance(v[key], dict):
+                raise ValueError(f"{source}: {key} must be a mapping of settings")
+            v[key] = dict(v[key])
+        prior = v["view_prior"]
+        if set(prior) != {"egocentric", "third_person"} or not (
+            min(prior.values()) >= 0 and sum(prior.values()) <= 1
+        ):
+            raise ValueError(
+                f"{source}: view_prior needs egocentric and third_person probabilities "
+                f">= 0 with a sum <= 1, got {prior}"
+            )
+        if not 0 <= v["background_light"] <= 1:
+            raise ValueError(f"{source}: background_light must lie in [0, 1]")
         for key in ("distance", "fill"):
             lo, hi = v[key]
             if not 0 < lo <= hi:
@@ -121,6 +149,20 @@ class Scene:
     K: np.ndarray
     vertices: np.ndarray
     joints: np.ndarray
+    # What is rendered but not labelled (handshape.data.synth.props), drawn from a stream of
+    # its own so that switching any of it off leaves every label above unchanged.
+    view_mode: int = 0  # index into VIEW_MODES
+    forearm: np.ndarray = field(default_factory=lambda: np.zeros(6))  # ForearmParams fields
+    sleeve_rgb: np.ndarray = field(default_factory=lambda: np.zeros(3))  # sRGB
+    object_kind: int = -1  # index into OBJECT_KINDS, -1: none
+    object_rgb: np.ndarray = field(default_factory=lambda: np.zeros(3))  # sRGB
+    object_roughness: float = 0.5
+    object_seed: int = 0
+    skin_seed: int = 0
+
+
+VIEW_MODES = ("uniform", "egocentric", "third_person")
+OBJECT_KINDS = ("cylinder", "cup", "box", "ball", "pen")
 
 
 def fibonacci_directions(count: int) -> np.ndarray:
@@ -194,16 +236,89 @@ class SceneSampler:
             raise ValueError(f"no {split} viewpoint lies within view_cone; widen it")
         return views, variants
 
+    def _props(self, seed: int, split: str, index: int, gesture: int) -> dict[str, Any]:
+        """Forearm, object and skin-pattern draws, from their own stream (see Scene)."""
+        cfg = self.config
+        rng = np.random.default_rng([seed, SPLITS.index(split), index, 1])
+        arm = cfg.forearm
+        length = rng.uniform(*arm["length"])
+        sleeve = rng.uniform(*arm["sleeve_start"]) if rng.random() < arm["sleeve"] else length + 1
+        forearm = np.array(
+            [
+                length,
+                rng.uniform(*arm["thickness"]),
+                rng.uniform(*arm["taper"]),
+                np.deg2rad(rng.uniform(-arm["flexion"], arm["flexion"])),
+                np.deg2rad(rng.uniform(-arm["deviation"], arm["deviation"])),
+                sleeve,
+            ]
+        )
+        # Cloth: mostly muted colours, some saturated.
+        sleeve_rgb = np.clip(rng.uniform(0.05, 0.9) * (1 + rng.uniform(-0.6, 0.6, 3)), 0, 1)
+        kinds = GRASPS.get(self.library.names[gesture], ("",))
+        # Drawn whether objects are on or not: the draws after these must not depend on it.
+        chance, pick = rng.random(), int(rng.integers(len(kinds)))
+        holds = cfg.objects["enabled"] and kinds[0] and chance < cfg.objects["probability"]
+        kind = OBJECT_KINDS.index(kinds[pick]) if holds else -1
+        object_rgb = rng.uniform(0.05, 0.95, 3)
+        return {
+            "forearm": forearm,
+            "sleeve_rgb": sleeve_rgb,
+            "object_kind": kind,
+            "object_rgb": object_rgb,
+            "object_roughness": float(rng.uniform(0.2, 0.9)),
+            "object_seed": int(rng.integers(2**62)),
+            "skin_seed": int(rng.integers(2**62)),
+        }
+
+    def _view(
+        self,
+        rng: np.random.Generator,
+        split: str,
+        root: np.ndarray,
+        forearm: np.ndarray,
+    ) -> tuple[int, int, float]:
+        """(view mode, viewpoint, roll in rad) under the view prior.
+
+        root (3, 3): the hand's global rotation; forearm: Scene.forearm. Egocentric cameras
+        stand behind the forearm and above the back of the hand; third-person ones in front of
+        the palm or the back. Both pick the split's viewpoint nearest to that direction and roll
+        the camera so that the forearm leaves the picture downwards (+- a jitter, within roll).
+        """
+        cfg = self.config
+        views, _ = self._choices(split)
+        prior = cfg.view_prior
+        u = rng.random()
+        mode = 1 if u < prior["egocentric"] else 2 if u < sum(prior.values()) else 0
+        if mode == 0:
+            viewpoint = int(rng.choice(views))
+            return 0, viewpoint, float(np.deg2rad(rng.uniform(-cfg.roll, cfg.roll)))
+        bend = wrist_bend(float(forearm[3]), float(forearm[4]))
+        along = root @ bend @ np.array([0.0, -1.0, 0.0])  # from the wrist towards the elbow
+        back = root @ bend @ np.array([0.0, 0.0, 1.0])  # the back of the hand (palm: -z)
+        if mode == 1:
+            elevation = np.deg2rad(rng.uniform(50, 85))
+            want = np.cos(elevation) * along + np.sin(elevation) * back
+            jitter = 25.0
+        else:
+            tilt = rng.standard_normal(3) * 0.45
+            want = (back if rng.random() < 0.5 else -back) + tilt - along * 0.3
+            jitter = 60.0
+        viewpoint = int(views[np.argmax(self.directions[views] @ want)])
+        camera = _camera_rotation(self.directions[viewpoint], 0.0)
+        x, y = (camera @ along)[:2]
+        roll = np.arctan2(-x, y)  # the forearm's image direction turned to straight down
+        spread = min(jitter, cfg.roll)
+        return mode, viewpoint, float(roll + np.deg2rad(rng.uniform(-spread, spread)))
+
     def sample(self, seed: int, split: str, index: int) -> Scene:
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}' (expected one of {SPLITS})")
         cfg = self.config
         rng = np.random.default_rng([seed, SPLITS.index(split), index])
-        views, variants = self._choices(split)
+        _, variants = self._choices(split)
         gesture = int(rng.integers(len(self.library.names)))
         variant = int(rng.choice(variants))
-        viewpoint = int(rng.choice(views))
-        roll = float(np.deg2rad(rng.uniform(-cfg.roll, cfg.roll)))
         distance = float(rng.uniform(*cfg.distance))
         lighting = int(rng.integers(cfg.lighting_setups))
         tone = int(rng.integers(len(cfg.skin_tones)))
@@ -212,13 +327,17 @@ class SceneSampler:
             0,
             1,
         )
-        roughness = float(rng.uniform(0.45, 0.8))
+        roughness = float(rng.uniform(*cfg.skin["roughness"]))
         shape = cfg.shape_std * rng.standard_normal(self.model.num_shapes)
 
         limits = self.model.limits
         around = self._variant_poses[gesture, variant][None]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         pose = limits.sample(1, generator=gen, spread=cfg.sample_spread, around=around)[0]
+        props = self._props(seed, split, index, gesture)
+        root = axis_angle_matrix(pose[0].numpy())
+        view_rng = np.random.default_rng([seed, SPLITS.index(split), index, 2])
+        view_mode, viewpoint, roll = self._view(view_rng, split, root, props["forearm"])
 
         with torch.no_grad():
             out = self.model(torch.from_numpy(shape)[None], pose[None])
@@ -253,4 +372,6 @@ class SceneSampler:
             K,
             cam,
             joints,
+            view_mode=view_mode,
+            **props,
         )
