@@ -124,7 +124,8 @@ def chebyshev_filter(
     k, _, c_out = theta.shape
     if c_out < c_in:
         # Mix channels first (one batched matmul), then Clenshaw on the narrower signals.
-        y = torch.matmul(x.reshape(1, s * m, c_in), theta).view(k, s, m * c_out)
+        # unbind, not y[i]: each slice's backward would fill a zero tensor of y's whole size.
+        y = torch.matmul(x.reshape(1, s * m, c_in), theta).view(k, s, m * c_out).unbind(0)
         out = y[k - 1]
         if k > 1:
             b_next, b_next2 = y[k - 1], None
