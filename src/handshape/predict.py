@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from handshape.geometry.camera import from_uvd, uv_to_pixels
 from handshape.lit.pretrain import load_hand_model
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
+
+if TYPE_CHECKING:
+    from handshape.export import OnnxHandNet
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def _read_image(path: Path) -> Image.Image:
 
 @torch.no_grad()
 def predict_image(
-    net: HandNet,
+    net: HandNet | OnnxHandNet,
     cfg: dict[str, Any],
     image_path: Path,
     out: Path,

@@ -137,3 +137,13 @@ def test_node_batch_norm_inference_is_the_running_statistics_affine_map(
     expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
     torch.testing.assert_close(out[:, real], expected[:, real])
     assert torch.count_nonzero(out[:, ~real]) == 0
+
+
+def test_a_used_convolution_deep_copies(hierarchy: MeshHierarchy) -> None:
+    """Sparse matrices cannot be deep-copied: the cache is dropped and rebuilt by the copy."""
+    import copy
+
+    conv = make_conv(hierarchy, 2, 3, 3)
+    x = torch.randn(1, hierarchy.num_slots[2], 3, dtype=torch.float64)
+    expected = conv(x)
+    torch.testing.assert_close(copy.deepcopy(conv)(x), expected)

@@ -264,6 +264,12 @@ class MeshChebConv(ChebConv):
         self._lap_cache = {}
         return super()._apply(fn, recurse)
 
+    def __getstate__(self) -> dict:
+        # Sparse tensors cannot be deep-copied or pickled; the cache is rebuilt on first use.
+        state = dict(super().__getstate__())
+        state["_lap_cache"] = {}
+        return state
+
     def theta(self) -> torch.Tensor:
         """(K, C_in, C_out): the filter weights theta_k stacked."""
         return torch.stack([lin.weight.t() for lin in self.lins])
