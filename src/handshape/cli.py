@@ -183,8 +183,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
         cfg = net.config
     else:
         from handshape.evaluate import load_network
+        from handshape.nets.inference import for_inference
 
         net, cfg = load_network(args.checkpoint)
+        net = for_inference(net)
     for image in args.images:
         paths = predict_image(
             net,

@@ -70,7 +70,7 @@ def _read_image(path: Path) -> Image.Image:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_image(
     net: HandNet | OnnxHandNet,
     cfg: dict[str, Any],
