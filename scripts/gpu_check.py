@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--images-per-second",
         type=float,
-        default=400.0,
-        help="rendering rate per worker assumed when sizing the data set",
+        default=20.0,
+        help="images/s per rendering worker assumed when sizing the data set (about 20 here)",
     )
     parser.add_argument("--max-train", type=int, default=60000)
     parser.add_argument("--min-train", type=int, default=64)
