@@ -36,6 +36,13 @@ from handshape.geometry.graclus import MeshHierarchy
 __all__ = ["MeshChebConv", "chebyshev_filter"]
 
 
+def _spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A @ x for a sparse CSR A. Through addmm with beta = 0: on the CPU (torch 2.13)
+    `torch.sparse.mm` takes a path about 4x slower than addmm's for (1280, 1024) operands."""
+    zero = x.new_zeros(1, 1).expand(a.shape[0], x.shape[1])
+    return torch.addmm(zero, a, x, beta=0)
+
+
 class _SparseAddmm(torch.autograd.Function):
     """beta * c + alpha * A @ x for a constant sparse A, as one kernel; the gradient
     alpha * A^T @ g uses a stored CSR copy of A^T (no transpose of A at every step)."""
@@ -53,14 +60,14 @@ class _SparseAddmm(torch.autograd.Function):
         ctx.a_t, ctx.alpha, ctx.beta = a_t, alpha, beta
         ctx.has_c = c is not None
         if c is None:
-            out = torch.sparse.mm(a, x)
+            out = _spmm(a, x)
             return out if alpha == 1 else out.mul_(alpha)
         return torch.addmm(c, a, x, beta=beta, alpha=alpha)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
         grad = grad.contiguous()
-        grad_x = torch.sparse.mm(ctx.a_t, grad)
+        grad_x = _spmm(ctx.a_t, grad)
         if ctx.alpha != 1:
             grad_x = grad_x.mul_(ctx.alpha)
         grad_c = grad * ctx.beta if ctx.has_c else None
