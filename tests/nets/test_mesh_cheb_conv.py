@@ -89,6 +89,17 @@ def test_node_major_layout_is_the_transposed_batch(hierarchy: MeshHierarchy) -> 
         node_major(x)
 
 
+@pytest.mark.parametrize("c_in,c_out", SIZES)
+def test_inference_path_equals_the_autograd_path(
+    hierarchy: MeshHierarchy, c_in: int, c_out: int
+) -> None:
+    conv = make_conv(hierarchy, 0, c_in, c_out)
+    x = torch.randn(2, hierarchy.num_slots[0], c_in, dtype=torch.float64)
+    with torch.inference_mode():
+        served = conv(x)
+    torch.testing.assert_close(served, conv(x), rtol=1e-12, atol=1e-12)
+
+
 def test_gather_form_is_used_under_tracing(hierarchy: MeshHierarchy) -> None:
     """A traced convolution holds no sparse tensor and still computes the same values."""
     conv = make_conv(hierarchy, 3, 4, 4).float()
@@ -103,7 +114,10 @@ def test_half_precision_under_autocast(hierarchy: MeshHierarchy) -> None:
     x = torch.randn(2, hierarchy.num_slots[0], 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x)
+        with torch.inference_mode():
+            served = conv(x)
     torch.testing.assert_close(out.float(), conv(x), rtol=0.05, atol=0.05)
+    torch.testing.assert_close(served.float(), conv(x), rtol=0.05, atol=0.05)
 
 
 def test_moving_the_module_rebuilds_the_matrices(hierarchy: MeshHierarchy) -> None:

@@ -89,7 +89,15 @@ def _sparse_product(
     products in half precision are poorly supported), autocast off, back in y's dtype."""
     a, a_t = lap
     dtype = y.dtype
-    with torch.autocast(device_type=y.device.type, enabled=False):
+    device = y.device.type
+    if dtype == a.dtype and not torch.is_grad_enabled() and not torch.is_autocast_enabled(device):
+        # Inference: no autograd Function and no autocast switch (per-call overhead that
+        # matters at batch 1, where a product takes a few tens of microseconds).
+        if c is None:
+            out = _spmm(a, y.contiguous())
+            return out if alpha == 1 else out.mul_(alpha)
+        return torch.addmm(c.contiguous(), a, y.contiguous(), beta=beta, alpha=alpha)
+    with torch.autocast(device_type=device, enabled=False):
         y = y.to(a.dtype).contiguous()
         c = None if c is None else c.to(a.dtype).contiguous()
         out = _SparseAddmm.apply(y, c, a, a_t, alpha, beta)
