@@ -52,13 +52,13 @@ pretrain: venv
 	$(BIN)/handshape pretrain --experiment $(EXPERIMENT)
 
 ablate-losses: venv
-	$(BIN)/handshape study configs/study/losses.yaml $(OVERRIDES)
+	$(BIN)/handshape study losses $(OVERRIDES)
 
 compare-heads: venv
-	$(BIN)/handshape study configs/study/heads.yaml $(OVERRIDES)
+	$(BIN)/handshape study heads $(OVERRIDES)
 
 pose-baselines: venv
-	$(BIN)/handshape study configs/study/pose.yaml $(OVERRIDES)
+	$(BIN)/handshape study pose $(OVERRIDES)
 
 sheet: venv
 	$(BIN)/handshape handmodel sheet --out docs/handmodel.png

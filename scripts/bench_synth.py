@@ -24,6 +24,7 @@ os.environ.setdefault("LP_NUM_THREADS", "1")  # before any GL import: one core f
 
 import torch
 
+from handshape.config import PACKAGE_CONFIGS
 from handshape.data.synth.generate import Plan, SampleMaker, generate, write_shard
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
@@ -133,7 +134,7 @@ def update_section(path: Path, section: str, start: str = START, end: str = END)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--config", type=Path, default=Path("configs/data/synthetic.yaml"))
+    parser.add_argument("--config", type=Path, default=PACKAGE_CONFIGS / "data" / "synthetic.yaml")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()

@@ -143,9 +143,9 @@ def throughput(net: HandNet, device: torch.device, batch: int, compile_: bool) -
 
 
 def render(cfg: Any, workers: int) -> dict[str, Any]:
-    from handshape.cli import _ensure_synthetic
+    from handshape.data.registry import prepare_data
 
-    _ensure_synthetic(cfg, workers)
+    prepare_data(cfg, workers)
     return {"root": str(cfg.data.root), "train": cfg.data.num_train, "val": cfg.data.num_val}
 
 
@@ -156,16 +156,14 @@ def train_rate(cfg: Any, device: torch.device, steps: int, precision: str) -> di
     from omegaconf import OmegaConf
     from torch.nn.parallel import DistributedDataParallel
 
-    from handshape.data.datamodules import SyntheticDataModule
+    from handshape.data.registry import build_datamodule
     from handshape.lit.pretrain import PretrainModule
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     module = PretrainModule(plain, "full").to(device)
     module.train()
-    data = SyntheticDataModule(
-        Path(cfg.data.root), batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers
-    )
+    data = build_datamodule(plain)
     data.setup("fit")
     started_group = False
     if not dist.is_initialized():
@@ -234,7 +232,7 @@ def pretrain(
     steps = {stage: max(1, int(scale * r)) for stage, r in STAGE_RATIO.items()}
     every = min(steps.values())  # every stage validates (and so checkpoints) at least once
     args = [f"train.stages.{stage}.steps={n}" for stage, n in steps.items()]
-    args += [f"train.val_every={every}", "logging.wandb=disabled"]
+    args += [f"train.val_every={every}", "train.logging.wandb=disabled"]
     command = [sys.executable, "-m", "handshape.cli", "pretrain", "--experiment", experiment]
     command += ["--workers", str(workers), *overrides, *args]
     log.info("running %s", " ".join(command))

@@ -9,7 +9,9 @@ import pytest
 import torch
 import yaml
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from handshape.config import PACKAGE_CONFIGS
+
+CONFIGS = PACKAGE_CONFIGS
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,14 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
-from handshape.ablation import Study, load_study, results_table, run_study
-from handshape.cli import _ensure_synthetic
+from handshape.config import PACKAGE_CONFIGS
 from handshape.lit.train import run_pretraining
+from handshape.studies.report import results_table
+from handshape.studies.run import run_study
+from handshape.studies.spec import Study, load_study
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = PACKAGE_CONFIGS
 
 
 def write_study(path: Path, **changes: Any) -> Path:
@@ -48,7 +50,6 @@ def finished(
         overrides,
         CONFIGS,
         progress=False,
-        ensure_data=lambda cfg: _ensure_synthetic(cfg, 0),
     )
     return {"study": study, "out": out, "results": results, "overrides": overrides}
 
@@ -114,7 +115,8 @@ def test_a_rerun_skips_finished_variants(
             raise AssertionError("a finished variant was trained again")
         return run_pretraining(*args, **kwargs)  # shared stages: all DONE, nothing trains
 
-    monkeypatch.setattr("handshape.ablation.run_pretraining", no_training)
+    monkeypatch.setattr("handshape.studies.run.run_pretraining", no_training)
+    monkeypatch.setattr("handshape.pipeline.run_pretraining", no_training)
     results = run_study(
         finished["study"], finished["out"], finished["overrides"], CONFIGS, progress=False
     )
@@ -151,10 +153,10 @@ def test_a_finished_variant_rerun_with_other_overrides_is_refused(
 
 
 def test_run_names_with_odd_characters_are_kept_verbatim(tmp_path: Path) -> None:
-    from handshape.ablation import _variant_config
+    from handshape.studies.spec import variant_config
 
     study = Study(name="123", title="T", experiment="tiny", variants={"A": []})
-    cfg = _variant_config(study, "run #2", [], tmp_path, CONFIGS)
+    cfg = variant_config(study, "run #2", [], tmp_path, CONFIGS)
     assert cfg.output == str(tmp_path / "run #2")
     assert cfg.train.logging.group == "123" and cfg.experiment == "123-run #2"
 
@@ -176,8 +178,7 @@ def pose_study(
     study = load_study(base / "pose.yaml")
     out = base / "out"
     overrides = tiny_data_overrides(base)
-    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
-    results = run_study(study, out, overrides, CONFIGS, progress=False, ensure_data=ensure)
+    results = run_study(study, out, overrides, CONFIGS, progress=False)
     return {"study": study, "out": out, "results": results}
 
 
@@ -252,8 +253,8 @@ def test_a_variant_after_another_may_not_change_what_its_copied_stages_saw(
 def test_parallel_devices_are_the_visible_gpus_when_each_variant_takes_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from handshape.ablation import parallel_devices
     from handshape.config import load_experiment
+    from handshape.studies.scheduler import parallel_devices
 
     def cfg(*overrides: str) -> Any:
         return load_experiment("tiny", list(overrides), CONFIGS)
@@ -285,15 +286,14 @@ def test_variants_run_side_by_side_one_per_device(
     }
     study = load_study(write_study(tmp_path / "side.yaml", variants=variants, paper={}))
     out = tmp_path / "out"
-    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
     overrides = tiny_data_overrides(tmp_path)
     results = run_study(
-        study, out, overrides, CONFIGS, progress=False, ensure_data=ensure, devices=["7", "8"]
+        study, out, overrides, CONFIGS, progress=False, devices=["7", "8"]
     )
     logs = {name: (out / name / "train.log").read_text() for name in variants}
-    assert "[study] A on CUDA_VISIBLE_DEVICES=7," in logs["A"]
-    assert "[study] B on CUDA_VISIBLE_DEVICES=8," in logs["B"]
-    assert re.search(r"\[study\] C on CUDA_VISIBLE_DEVICES=[78],", logs["C"])
+    assert "] A on CUDA_VISIBLE_DEVICES=7," in logs["A"]
+    assert "] B on CUDA_VISIBLE_DEVICES=8," in logs["B"]
+    assert re.search(r"\] C on CUDA_VISIBLE_DEVICES=[78],", logs["C"])
     # C continues A: it started once A had finished, from A's network
     started = float(re.search(r"C on .* started at ([0-9.]+)", logs["C"]).group(1))
     assert started >= (out / "A" / "eval" / "metrics.json").stat().st_mtime
@@ -313,11 +313,10 @@ def test_a_variant_that_fails_in_its_process_is_named_with_those_after_it(
     }
     study = load_study(write_study(tmp_path / "bad.yaml", variants=variants, paper={}))
     out = tmp_path / "out"
-    ensure = lambda cfg: _ensure_synthetic(cfg, 0)  # noqa: E731
     overrides = tiny_data_overrides(tmp_path)
     with pytest.raises(RuntimeError, match=r"variants \['Broken', 'Later'\] did not finish"):
         run_study(
-            study, out, overrides, CONFIGS, progress=False, ensure_data=ensure, devices=["0", "1"]
+            study, out, overrides, CONFIGS, progress=False, devices=["0", "1"]
         )
     assert "hidden must be positive" in (out / "Broken" / "train.log").read_text()
     assert (out / "Fine" / "eval" / "metrics.json").exists()  # the others still finish
@@ -327,33 +326,33 @@ def test_a_variant_that_fails_in_its_process_is_named_with_those_after_it(
 def test_a_variant_folder_made_with_other_settings_is_refused(tmp_path: Path) -> None:
     """Same overrides, but a config file changed since: the old results would be stale. The
     sections of heads the variant does not use are not its settings."""
-    from handshape.ablation import _claim
     from handshape.config import load_experiment
+    from handshape.studies.folders import claim
 
     before = load_experiment("tiny", [], CONFIGS)
-    _claim(tmp_path / "A", [], before)
-    _claim(tmp_path / "A", [], before)  # unchanged: accepted
-    _claim(tmp_path / "A", [], load_experiment("tiny", ["model.head.mano.hidden=7"], CONFIGS))
+    claim(tmp_path / "A", [], before)
+    claim(tmp_path / "A", [], before)  # unchanged: accepted
+    claim(tmp_path / "A", [], load_experiment("tiny", ["model.head.mano.hidden=7"], CONFIGS))
     changed = load_experiment("tiny", ["model.head.graphcnn.coarse_features=4"], CONFIGS)
     with pytest.raises(ValueError, match=r"settings.json: .*settings \(model.head.graphcnn.coarse"):
-        _claim(tmp_path / "A", [], changed)
+        claim(tmp_path / "A", [], changed)
     budget = load_experiment("tiny", ["train.stages.full.steps=9"], CONFIGS)
     with pytest.raises(ValueError, match=r"other settings \(train.stages.full.steps\)"):
-        _claim(tmp_path / "A", [], budget)  # a finished variant would not be retrained
+        claim(tmp_path / "A", [], budget)  # a finished variant would not be retrained
 
 
 def test_a_variant_folder_from_before_settings_were_recorded_is_checked_by_its_bundle(
     tmp_path: Path,
 ) -> None:
-    from handshape.ablation import _claim
     from handshape.config import load_experiment
+    from handshape.studies.folders import claim
 
     folder = tmp_path / "Old"
     (folder / "bundle").mkdir(parents=True)
     (folder / "overrides.json").write_text("[]")
     old = load_experiment("tiny", ["model.head.name=mano"], CONFIGS)
     (folder / "bundle" / "config.yaml").write_text(OmegaConf.to_yaml(old))
-    _claim(folder, [], old, write=False)
+    claim(folder, [], old, write=False)
     newer = load_experiment("tiny", ["model.head.name=mano", "model.head.mano.hidden=7"], CONFIGS)
     with pytest.raises(ValueError, match=r"config.yaml: .*other settings \(model.head.mano.hidden"):
-        _claim(folder, [], newer)
+        claim(folder, [], newer)

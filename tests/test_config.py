@@ -1,21 +1,24 @@
-"""Specification of the experiment configs: parts composed from `defaults`, overrides, errors."""
+"""Specification of the experiment configs: base + presets as deltas, overrides, unknown keys
+refused, configs shipped in the package and found from any folder (and from a wheel)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from handshape.config import load_experiment
+from handshape.config import GROUPS, PACKAGE_CONFIGS, config_file, load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
 
 
-def part(group: str, name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONFIGS / group / f"{name}.yaml"))
+def yaml_of(path: Path) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(path))
 
 
 def write(path: Path, text: str) -> Path:
@@ -24,132 +27,218 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def configs(tmp_path: Path) -> Path:
-    """A small configs folder: experiment `exp` takes model `m` and train `t` and overrides one
-    model key itself."""
-    root = tmp_path / "configs"
-    write(root / "model" / "m.yaml", "input_size: 128\nhourglass: {channels: 32, depth: 3}\n")
-    write(root / "train" / "t.yaml", "lr: 0.001\nbatch_size: 16\n")
-    write(
-        root / "experiment" / "exp.yaml",
-        "defaults:\n  model: m\n  train: t\nmodel:\n  input_size: 64\noutput: out\n",
-    )
-    return root
+def flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 # ---- composition ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["quick", "paper"])
-def test_repo_experiments_compose_their_model_and_train_parts(name: str) -> None:
-    experiment = OmegaConf.load(CONFIGS / "experiment" / f"{name}.yaml")
-    cfg = load_experiment(name, configs=CONFIGS)
-    assert cfg.experiment == name
+@pytest.mark.parametrize("name", ["tiny", "quick", "paper"])
+def test_an_experiment_is_the_base_its_presets_and_its_own_keys(name: str) -> None:
+    experiment = yaml_of(PACKAGE_CONFIGS / "experiment" / f"{name}.yaml")
+    choices = experiment.pop("defaults", {})
+    expected = OmegaConf.create(yaml_of(PACKAGE_CONFIGS / "base.yaml"))
+    for group in GROUPS:
+        part = OmegaConf.load(PACKAGE_CONFIGS / group / "base.yaml")
+        if group in choices:
+            preset = PACKAGE_CONFIGS / group / f"{choices[group]}.yaml"
+            part = OmegaConf.merge(part, OmegaConf.load(preset))
+        expected = OmegaConf.merge(expected, {group: part})
+    expected = OmegaConf.merge(expected, experiment, {"experiment": name})
+    cfg = load_experiment(name)
+    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(expected)
     assert "defaults" not in cfg
-    for group in ("model", "train"):
-        expected = part(group, experiment.defaults[group])
-        expected_with_own = OmegaConf.merge(expected, experiment.get(group, {}))
-        assert OmegaConf.to_container(cfg[group]) == OmegaConf.to_container(expected_with_own)
-    for key in ("data", "handmodel", "output"):
-        assert key in cfg
+
+
+PRESETS = sorted(
+    p
+    for p in PACKAGE_CONFIGS.glob("*/*.yaml")
+    if p.parent.name == "experiment" or (p.parent.name in GROUPS and p.stem != "base")
+)
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_presets_list_only_what_they_change(path: Path) -> None:
+    """A preset repeats no value of its base: a reader sees at a glance what it changes."""
+    group = path.parent.name
+    if group in GROUPS:
+        base = flat(yaml_of(PACKAGE_CONFIGS / group / "base.yaml"))
+    else:  # an experiment: over base.yaml and the group bases (the paper's settings)
+        base = flat(OmegaConf.to_container(load_experiment("paper")))
+        if path.stem == "paper":
+            base = flat(yaml_of(PACKAGE_CONFIGS / "base.yaml"))
+    own = flat(yaml_of(path))
+    own.pop("defaults.model", None), own.pop("defaults.train", None)
+    repeated = [k for k, v in own.items() if k in base and base[k] == v]
+    assert not repeated, f"{path.name} repeats its base: {repeated}"
+
+
+def test_the_quick_preset_is_the_documented_cpu_run() -> None:
+    cfg = load_experiment("quick")
+    assert cfg.model.input_size == 128 and cfg.model.hourglass.num_stacks == 1
+    assert cfg.train.optimizer == "adam" and cfg.train.trainer.accelerator == "cpu"
+    assert cfg.train.loss_weights == {
+        "heatmap": 0.5, "vertex": 1.0, "normal": 1.0, "edge": 1.0, "laplacian": 50.0, "pose": 1.0
+    }  # fmt: skip
+    assert cfg.data.settings == {"view_cone": 60.0, "roll": 45.0}
+    assert cfg.data.name == "synthetic"
     OmegaConf.to_container(cfg, resolve=True)  # fully resolvable
 
 
-def test_quick_experiment_has_the_documented_cpu_preset() -> None:
-    cfg = load_experiment("quick", configs=CONFIGS)
-    assert cfg.model.input_size == 128
-    assert cfg.model.head.name == "graphcnn"
-    assert cfg.train.trainer.accelerator == "cpu"
-    assert set(cfg.train.stages) == {"hourglass", "pose_regressor", "full", "transfer"}
-    assert set(cfg.train.loss_weights) == {
-        "heatmap",
-        "vertex",
-        "normal",
-        "edge",
-        "laplacian",
-        "pose",
-    }
-
-
-def test_the_experiments_own_keys_override_its_parts(configs: Path) -> None:
-    cfg = load_experiment("exp", configs=configs)
-    assert cfg.model.input_size == 64  # the experiment's value wins over model/m.yaml
-    assert cfg.model.hourglass == {"channels": 32, "depth": 3}  # the rest of the part stays
-    assert cfg.train == {"lr": 0.001, "batch_size": 16}
-    assert cfg.output == "out"
-
-
-def test_key_value_overrides_are_applied_last(configs: Path) -> None:
+def test_overrides_are_applied_last_and_keep_their_types() -> None:
     cfg = load_experiment(
-        "exp", ["model.input_size=96", "train.lr=0.5", "output=/tmp/x", "extra.flag=true"], configs
+        "quick", ["model.hourglass.channels=8", "train.lr=0.5", "output=/tmp/x", "experiment=e"]
     )
-    assert cfg.model.input_size == 96
-    assert cfg.train.lr == 0.5
-    assert cfg.train.batch_size == 16  # untouched keys stay
-    assert cfg.output == "/tmp/x"
-    assert cfg.extra.flag is True
+    assert cfg.model.hourglass.channels == 8 and cfg.model.hourglass.depth == 3
+    assert cfg.train.lr == 0.5 and cfg.train.batch_size == 16
+    assert cfg.output == "/tmp/x" and cfg.experiment == "e"
 
 
-def test_overrides_of_the_repo_quick_experiment_keep_their_types() -> None:
-    cfg = load_experiment(
-        "quick",
-        ["model.hourglass.channels=8", "train.optimizer=adam", "train.logging.wandb=disabled"],
-        CONFIGS,
-    )
-    assert cfg.model.hourglass.channels == 8
-    assert cfg.model.hourglass.depth == 3
-    assert cfg.train.optimizer == "adam"
-    assert cfg.train.logging.wandb == "disabled"
+# ---- unknown keys -----------------------------------------------------------------------------
 
 
-def test_an_experiment_may_be_given_as_a_yaml_path(configs: Path, tmp_path: Path) -> None:
-    path = write(tmp_path / "elsewhere" / "mine.yaml", "defaults:\n  model: m\nseed: 3\n")
-    cfg = load_experiment(str(path), configs=configs)
-    assert cfg.experiment == "mine"
-    assert cfg.model.input_size == 128
-    assert cfg.seed == 3
-
-
-def test_the_default_configs_folder_is_the_working_directorys(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("override", "named", "closest"),
+    [
+        ("train.loss_weights.normall=0", "train.loss_weights.normall", "train.loss_weights.normal"),
+        ("trian.batch_size=4", "trian.batch_size", "train.batch_size"),
+        ("model.head.graphcnn.coarse=3", "model.head.graphcnn.coarse", "coarse_features"),
+    ],
+)
+def test_a_typo_in_an_override_is_refused_naming_the_key_and_the_closest(
+    override: str, named: str, closest: str
 ) -> None:
-    monkeypatch.chdir(REPO)
-    assert load_experiment("quick") == load_experiment("quick", configs=CONFIGS)
+    with pytest.raises(ValueError, match=re.escape(f"'{named}'")) as err:
+        load_experiment("tiny", [override])
+    assert closest in str(err.value)
+    assert f"+{named}" in str(err.value)  # how to add it on purpose
+
+
+def test_a_new_key_is_accepted_with_an_explicit_plus() -> None:
+    cfg = load_experiment("tiny", ["+new.key=1", "+train.note=hello"])
+    assert cfg.new.key == 1 and cfg.train.note == "hello"
+
+
+def test_plus_on_an_existing_key_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'train\.lr' exists already"):
+        load_experiment("tiny", ["+train.lr=1"])
+
+
+def test_open_sections_take_keys_their_consumer_checks() -> None:
+    cfg = load_experiment(
+        "tiny", ["train.trainer.max_time=00:00:05:00", "data.settings.view_cone=30"]
+    )
+    assert cfg.train.trainer.max_time == "00:00:05:00" and cfg.data.settings.view_cone == 30
+
+
+def test_an_unknown_key_in_a_preset_or_experiment_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "model" / "typo.yaml", "hourglas: {channels: 8}\n")
+    write(tmp_path / "experiment" / "a.yaml", "defaults: {model: typo}\n")
+    expected = r"typo\.yaml.*'model\.hourglas\.channels'.*model\.hourglass"
+    with pytest.raises(ValueError, match=expected):
+        load_experiment("a", configs=tmp_path)
+    path = write(tmp_path / "experiment" / "b.yaml", "train: {batchsize: 3}\n")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*train\.batch_size"):
+        load_experiment("b", configs=tmp_path)
+
+
+# ---- where configs come from ------------------------------------------------------------------
+
+
+def test_configs_are_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = load_experiment("quick")
+    monkeypatch.chdir(tmp_path)
+    assert load_experiment("quick") == before
+    assert config_file("study", "losses") == PACKAGE_CONFIGS / "study" / "losses.yaml"
+
+
+def test_a_users_folder_wins_file_by_file(tmp_path: Path) -> None:
+    write(tmp_path / "model" / "quick.yaml", "input_size: 96\n")
+    write(tmp_path / "experiment" / "mine.yaml", "defaults: {model: quick}\noutput: mine\n")
+    cfg = load_experiment("mine", configs=tmp_path)
+    assert cfg.model.input_size == 96  # the user's preset
+    assert cfg.model.hourglass.num_stacks == 2  # the package's base underneath
+    assert cfg.output == "mine" and cfg.experiment == "mine"
+
+
+def test_an_experiment_may_be_a_yaml_path(tmp_path: Path) -> None:
+    path = write(tmp_path / "elsewhere" / "run.yaml", "defaults: {train: tiny}\nseed_note: 1\n")
+    with pytest.raises(ValueError, match=r"seed_note"):
+        load_experiment(str(path))
+    path.write_text("defaults: {train: tiny}\noutput: here\n")
+    cfg = load_experiment(str(path))
+    assert cfg.experiment == "run" and cfg.train.batch_size == 4 and cfg.output == "here"
 
 
 # ---- errors -----------------------------------------------------------------------------------
 
 
-def test_a_missing_experiment_is_a_clear_error_naming_the_file(configs: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=re.escape(str(configs / "experiment" / "nope"))):
-        load_experiment("nope", configs=configs)
+def test_a_missing_experiment_names_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "experiment" / "nope"))):
+        load_experiment("nope", configs=tmp_path)
 
 
-def test_a_missing_part_is_a_clear_error_naming_the_file(configs: Path) -> None:
-    write(configs / "experiment" / "broken.yaml", "defaults:\n  model: absent\n")
-    with pytest.raises(FileNotFoundError, match=re.escape(str(configs / "model" / "absent.yaml"))):
-        load_experiment("broken", configs=configs)
+def test_a_missing_preset_is_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path / "experiment" / "broken.yaml", "defaults: {model: absent}\n")
+    with pytest.raises(FileNotFoundError, match=r"model/absent\.yaml"):
+        load_experiment("broken", configs=tmp_path)
 
 
-def test_invalid_yaml_is_a_clear_error_naming_the_file(configs: Path) -> None:
-    path = write(configs / "experiment" / "bad.yaml", "model: [unclosed\n")
-    with pytest.raises(ValueError, match=re.escape(str(path))):
-        load_experiment("bad", configs=configs)
-
-
-def test_a_top_level_list_is_rejected(configs: Path) -> None:
-    path = write(configs / "experiment" / "listy.yaml", "- a\n- b\n")
+def test_invalid_yaml_and_a_top_level_list_name_the_file(tmp_path: Path) -> None:
+    bad = write(tmp_path / "experiment" / "bad.yaml", "model: [unclosed\n")
+    with pytest.raises(ValueError, match=re.escape(str(bad))):
+        load_experiment("bad", configs=tmp_path)
+    write(tmp_path / "experiment" / "listy.yaml", "- a\n- b\n")
     with pytest.raises(ValueError, match=r"mapping"):
-        load_experiment("listy", configs=configs)
-    assert path.exists()
+        load_experiment("listy", configs=tmp_path)
 
 
-def test_a_malformed_override_is_a_clear_error_naming_it(configs: Path) -> None:
-    with pytest.raises(ValueError, match=r"bad override.*train\.lr=\[1,2"):
-        load_experiment("exp", ["train.lr=[1,2"], configs)
+@pytest.mark.parametrize("override", ["train.lr=[1,2", "train.lr", "=3"])
+def test_a_malformed_override_is_a_clear_error_naming_it(override: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(override)):
+        load_experiment("tiny", [override])
 
 
-def test_an_override_without_equals_sign_is_rejected(configs: Path) -> None:
-    with pytest.raises(ValueError, match=r"train\.lr"):
-        load_experiment("exp", ["train.lr"], configs)
+# ---- the wheel --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_every_config_and_finds_them(tmp_path: Path) -> None:
+    """Build the wheel, check its config files against the package's, then load an experiment
+    and a study from the unpacked wheel, run from an unrelated folder."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("handshape-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {n for n in z.namelist() if n.startswith("handshape/configs/")}
+        z.extractall(tmp_path / "site")
+    expected = {
+        f"handshape/configs/{p.relative_to(PACKAGE_CONFIGS).as_posix()}"
+        for p in PACKAGE_CONFIGS.rglob("*.yaml")
+    }
+    assert shipped == expected
+    probe = (
+        "import handshape.config as c, handshape.studies.spec as s;"
+        f"assert c.PACKAGE_CONFIGS.is_relative_to({str(tmp_path / 'site')!r});"
+        "print(c.load_experiment('quick').model.input_size,"
+        " s.load_study(s.study_path('losses')).name)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["128", "losses"]

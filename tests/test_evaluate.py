@@ -17,9 +17,10 @@ import torch
 from omegaconf import OmegaConf
 
 from handshape.cli import main
-from handshape.config import load_experiment
-from handshape.data.datamodules import SyntheticDataModule
+from handshape.config import PACKAGE_CONFIGS, load_experiment
+from handshape.data.synth.datamodule import SyntheticDataModule
 from handshape.data.synth.generate import Plan, generate
+from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
 from handshape.evaluate import evaluate, load_network, write_results
 from handshape.lit.report import write_report
@@ -28,7 +29,7 @@ from handshape.metrics import THRESHOLDS_ZIMMERMANN
 from handshape.nets.network import HandNet
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = PACKAGE_CONFIGS
 NUM_VAL = 16
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -57,7 +58,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     last = train_stage(cfg, "full", out, data, progress=False)
     best = last.with_name("best.ckpt")
     bundle = export_bundle(cfg, best, out / "bundle")
-    return {"val": root / "val", "last": last, "best": best, "bundle": bundle, "cfg": cfg}
+    val = SyntheticDataset(root / "val", train=False)
+    return {"root": root, "val": val, "last": last, "best": best, "bundle": bundle, "cfg": cfg}
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +228,7 @@ def test_eval_command_writes_the_metrics(
     out = tmp_path / "eval"
     code = main([
         "eval", "--checkpoint", str(trained["bundle"]),
-        "--data", f"synthetic:{trained['val']}", "--out", str(out),
+        "--data", f"synthetic:{trained['root']}:val", "--out", str(out),
     ])  # fmt: skip
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -242,21 +244,34 @@ def test_eval_command_reads_training_checkpoints_and_limits(
     out = tmp_path / "eval"
     code = main([
         "eval", "--checkpoint", str(trained["last"]),
-        "--data", f"synthetic:{trained['val']}", "--out", str(out), "--limit", "3",
+        "--data", f"synthetic:{trained['root']}:val", "--out", str(out), "--limit", "3",
     ])  # fmt: skip
     assert code == 0
     assert json.loads((out / "metrics.json").read_text())["samples"] == 3
 
 
-@pytest.mark.parametrize("spec", ["foo", "synthetic:", "freihand:/data"])
-def test_eval_command_rejects_an_unknown_data_spec(
-    trained: dict[str, Any], tmp_path: Path, spec: str
+@pytest.mark.parametrize("spec", ["foo", "synthetic:", ":data"])
+def test_eval_command_rejects_a_malformed_data_spec(
+    trained: dict[str, Any], tmp_path: Path, spec: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit, match=r"synthetic:DIR") as err:
+    with pytest.raises(SystemExit) as err:
         main(
             ["eval", "--checkpoint", str(trained["bundle"]), "--data", spec, "--out", str(tmp_path)]
         )
-    assert f"'{spec}'" in str(err.value)
+    assert err.value.code == 2
+    assert "NAME:ROOT[:SPLIT]" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_eval_command_rejects_an_unknown_data_set(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([
+        "eval", "--checkpoint", str(trained["bundle"]), "--data", "nosuchset:/data",
+        "--out", str(tmp_path),
+    ])  # fmt: skip
+    assert code == 2
+    assert "unknown data set 'nosuchset'" in capsys.readouterr().err
     assert not (tmp_path / "metrics.json").exists()
 
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
+from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.losses import (
     depth_loss,
     edge_loss,
-    face_normals,
     heatmap_loss,
     laplacian_loss,
-    mesh_edges,
     normal_loss,
     pose_loss,
-    uniform_laplacian,
     vertex_loss,
 )
 
@@ -97,13 +94,6 @@ def test_vertex_and_pose_gradcheck() -> None:
 # --------------------------------------------------------------------------- normals
 
 
-def test_face_normals_unit_and_degenerate() -> None:
-    v = torch.cat([TRI_GT, torch.zeros(1, 3, 3, dtype=F64)])  # second: degenerate
-    n = face_normals(v * 3.0, TRI_FACES)
-    assert torch.allclose(n[0, 0], torch.tensor([0.0, 0.0, 1.0], dtype=F64))
-    assert torch.equal(n[1, 0], torch.zeros(3, dtype=F64))
-
-
 def test_normal_loss_single_triangle_by_hand() -> None:
     # GT normal n = (0, 0, 1): the loss sums the squared z-differences along the three edges.
     pred = torch.tensor([[[0.0, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 1.0, -1.0]]], dtype=F64)
@@ -135,14 +125,6 @@ def test_normal_loss_gradcheck() -> None:
 # --------------------------------------------------------------------------- edges
 
 
-def test_mesh_edges_unique_and_sorted() -> None:
-    e = mesh_edges(QUAD_FACES)
-    assert e.dtype == torch.long
-    assert e.tolist() == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]
-    # Degenerate faces add no self edges; numpy input works.
-    assert mesh_edges(np.array([[0, 0, 1]])).tolist() == [[0, 1]]
-
-
 def test_edge_loss_single_triangle_by_hand() -> None:
     pred = torch.tensor([[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 1.0]]], dtype=F64)
     # GT squared lengths (0,1): 1, (0,2): 1, (1,2): 2. Pred: 4, 2, |(2,-1,-1)|^2 = 6.
@@ -164,25 +146,6 @@ def test_edge_loss_gradcheck() -> None:
 
 
 # --------------------------------------------------------------------------- Laplacian
-
-
-def test_uniform_laplacian_rows() -> None:
-    lap = uniform_laplacian(QUAD_FACES, 5).to_dense()
-    third, half = 1.0 / 3.0, 0.5
-    expected = torch.tensor(
-        [
-            [1.0, -half, -half, 0.0, 0.0],
-            [-third, 1.0, -third, -third, 0.0],
-            [-third, -third, 1.0, -third, 0.0],
-            [0.0, -half, -half, 1.0, 0.0],
-            [0.0, 0.0, 0.0, 0.0, 1.0],  # isolated vertex: neighbour mean taken as zero
-        ]
-    )
-    assert torch.allclose(lap, expected.to(lap.dtype))
-    assert lap.dtype == torch.float64
-    assert torch.allclose(lap[:4, :4].sum(1), torch.zeros(4, dtype=torch.float64), atol=1e-15)
-    with pytest.raises(ValueError):
-        uniform_laplacian(QUAD_FACES, 3)
 
 
 def test_laplacian_loss_by_hand() -> None:
@@ -252,3 +215,41 @@ def test_depth_loss_gradcheck() -> None:
     pred = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
     mask = _rand(2, 3, 3, seed=2) > 0
     assert torch.autograd.gradcheck(lambda p: depth_loss(p, gt, mask, beta=0.5), (pred,))
+
+
+def test_rendered_depth_loss_hand_computed() -> None:
+    from handshape.losses import rendered_depth_loss
+
+    nan = float("nan")
+    rendered = torch.tensor([[[1.0, 3.0, 0.5]], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]], dtype=F64)
+    coverage = torch.tensor([[[1.0, 1.0, 0.25]], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]], dtype=F64)
+    reference = torch.tensor([[[1.5, 1.0, 2.0]], [[4.0, nan, nan]], [[9.0, 9.0, 9.0]]], dtype=F64)
+    mask = torch.tensor([[[True, True, True]], [[True, False, False]], [[False] * 3]])
+    rendered.requires_grad_()
+    coverage.requires_grad_()
+    loss = rendered_depth_loss(rendered, coverage, reference, mask, beta=1.0, miss=2.0)
+    # Sample 0: 0.5 * 0.5^2 = 0.125; 2 - 0.5 = 1.5; a quarter of smoothL1(1.5) = 1.0 plus three
+    # quarters of the miss smoothL1(2) = 1.5. Sample 1: one missed hand pixel (NaN references
+    # outside the hand are never read). Sample 2: no hand pixel.
+    expected = [(0.125 + 1.5 + 0.25 * 1.0 + 0.75 * 1.5) / 3, 1.5, 0.0]
+    torch.testing.assert_close(loss, torch.tensor(expected, dtype=F64))
+    loss.sum().backward()
+    assert torch.isfinite(rendered.grad).all() and torch.isfinite(coverage.grad).all()
+    # More coverage of a hand pixel whose edge depth is within `miss` lowers the loss.
+    assert coverage.grad[0, 0, 2].item() == pytest.approx((1.0 - 1.5) / 3)
+    assert rendered.grad[2].abs().sum() == 0 and coverage.grad[2].abs().sum() == 0
+    with pytest.raises(ValueError, match="one shape"):
+        rendered_depth_loss(rendered, coverage[:, :, :2], reference, mask)
+
+
+def test_rendered_depth_loss_gradcheck() -> None:
+    from handshape.losses import rendered_depth_loss
+
+    reference = _rand(2, 3, 3)
+    rendered = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
+    coverage = _rand(2, 3, 3, seed=3).clamp(0, 1).requires_grad_()
+    mask = _rand(2, 3, 3, seed=2) > 0
+    assert torch.autograd.gradcheck(
+        lambda r, c: rendered_depth_loss(r, c, reference, mask, beta=0.5, miss=1.0),
+        (rendered, coverage),
+    )

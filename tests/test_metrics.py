@@ -8,11 +8,14 @@ import torch
 
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.metrics import (
+    THRESHOLDS_2D_PX,
     THRESHOLDS_20_50,
     THRESHOLDS_20_50_ZB,
     THRESHOLDS_ZIMMERMANN,
     align_root_scale,
+    apply_similarity,
     auc,
+    joint_epe,
     mean_joint_error,
     mean_vertex_error,
     pck_curve,
@@ -194,3 +197,85 @@ def test_plot_pck_writes_a_png_atomically(tmp_path) -> None:
     # Overwriting leaves no temporary file either.
     plot_pck({"ours": (THRESHOLDS_20_50, curve)}, out)
     assert [p.name for p in out.parent.iterdir()] == ["pck.png"]
+
+
+def test_procrustes_with_reflection_undoes_a_mirror_as_freihand_does() -> None:
+    # FreiHAND's official alignment (scipy's orthogonal_procrustes) may reflect: a mirrored,
+    # scaled, rotated and moved copy is then aligned exactly, with det R = -1.
+    g = torch.Generator().manual_seed(6)
+    gt = torch.randn(3, 21, 3, generator=g, dtype=torch.float64)
+    s, r, t = _random_similarity(3, 7)
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    pred = s[:, None, None] * (gt @ mirror) @ r.transpose(1, 2) + t[:, None]
+    aligned, (_, r_hat, _) = procrustes_align(
+        pred, gt, return_transform=True, allow_reflection=True
+    )
+    assert (aligned - gt).abs().max() < 1e-10
+    assert torch.allclose(torch.linalg.det(r_hat), -torch.ones(3, dtype=torch.float64))
+    # Without a mirror both variants agree.
+    proper = s[:, None, None] * gt @ r.transpose(1, 2) + t[:, None]
+    assert torch.allclose(
+        procrustes_align(proper, gt, allow_reflection=True), procrustes_align(proper, gt)
+    )
+    with pytest.raises(ValueError, match="one shape"):
+        procrustes_align(torch.zeros(2, 21, 3), torch.zeros(2, 20, 3))
+
+
+def test_procrustes_by_hand_on_a_planar_cross() -> None:
+    # P = (+-1, 0, 0), (0, +-3, 0); G = (+-1, 0, 0), (0, +-1, 0). By symmetry R = I, t = 0 and
+    # s = <P, G> / |P|^2 = (1 + 1 + 3 + 3) / (1 + 1 + 9 + 9) = 0.4: the x points land at
+    # +-0.4 (error 0.6), the y points at +-1.2 (error 0.2).
+    pred = np.array([[[1.0, 0, 0], [-1, 0, 0], [0, 3, 0], [0, -3, 0]]])
+    gt = np.array([[[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]]])
+    for reflect in (False, True):
+        aligned, (s, _, t) = procrustes_align(
+            pred, gt, return_transform=True, allow_reflection=reflect
+        )
+        assert s == pytest.approx([0.4]) and np.allclose(t, 0.0)
+        assert np.allclose(point_errors(aligned, gt, unit=1.0), [[0.6, 0.6, 0.2, 0.2]])
+
+
+def test_apply_similarity_carries_the_joint_fit_to_other_points() -> None:
+    g = torch.Generator().manual_seed(8)
+    joints = torch.randn(2, 21, 3, generator=g, dtype=torch.float64)
+    mesh = torch.randn(2, 50, 3, generator=g, dtype=torch.float64)
+    s, r, t = _random_similarity(2, 9)
+
+    def move(x: torch.Tensor) -> torch.Tensor:
+        return s[:, None, None] * x @ r.transpose(1, 2) + t[:, None]
+
+    # Fit on the joints (pred = joints, gt = moved joints), then move the mesh the same way.
+    _, fit = procrustes_align(joints, move(joints), return_transform=True)
+    assert torch.allclose(apply_similarity(mesh, *fit), move(mesh), atol=1e-10)
+    out_np = apply_similarity(mesh.numpy(), *(x.numpy() for x in fit))
+    assert isinstance(out_np, np.ndarray) and np.allclose(out_np, move(mesh).numpy())
+
+
+def test_joint_epe_averages_per_joint_like_evalutil() -> None:
+    # Joint 0: errors 1, 2, 9 (mean 4, median 2); joint 1: 4, -, 6 (mean 5, median 5).
+    errors = np.array([[1.0, 4.0], [2.0, np.nan], [9.0, 6.0]])
+    mean, median = joint_epe(errors)
+    assert mean == pytest.approx(4.5) and median == pytest.approx(3.5)
+    # The pooled statistics differ: mean 22 / 5, median 4.
+    assert pck_report(errors)["mean_mm"] == pytest.approx(4.4)
+    assert pck_report(errors)["median_mm"] == pytest.approx(4.0)
+    # A joint never evaluated is left out, not counted as zero.
+    assert joint_epe(np.array([[3.0, np.nan]])) == (3.0, 3.0)
+    with pytest.raises(ValueError):
+        joint_epe(np.full((2, 2), np.nan))
+
+
+def test_2d_thresholds_are_zimmermanns_eval2d() -> None:
+    assert THRESHOLDS_2D_PX.shape == (20,)
+    assert THRESHOLDS_2D_PX[0] == 0.0 and THRESHOLDS_2D_PX[-1] == 30.0
+
+
+def test_pck_curve_matches_a_naive_count_on_random_errors_with_gaps() -> None:
+    rng = np.random.default_rng(13)
+    errors = np.round(np.abs(rng.normal(scale=15.0, size=(60, 7))), 1)  # ties on thresholds
+    errors[rng.random(errors.shape) < 0.2] = np.nan
+    thr = np.arange(0.0, 50.0, 0.5)
+    naive = np.array([
+        np.mean([np.mean(col[~np.isnan(col)] <= t) for col in errors.T]) for t in thr
+    ])  # fmt: skip
+    assert np.allclose(pck_curve(errors, thr), naive)

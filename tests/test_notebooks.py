@@ -14,8 +14,9 @@ import yaml
 from nbclient import NotebookClient
 from PIL import Image
 
-from handshape.ablation import load_study, run_study
-from handshape.cli import _ensure_synthetic
+from handshape.config import PACKAGE_CONFIGS
+from handshape.studies.run import run_study
+from handshape.studies.spec import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,8 +56,7 @@ def tiny_heads(
         load_study(study_file),
         base / "out",
         tiny_data_overrides(base),
-        REPO / "configs",
+        PACKAGE_CONFIGS,
         progress=False,
-        ensure_data=lambda cfg: _ensure_synthetic(cfg, 0),
     )
     return {"out": base / "out", "data": base / "data"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,12 +13,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported lazily so that `--help` answers at once
     import trimesh
-    from omegaconf import DictConfig
 
     from handshape.handmodel.model import HandModel
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "handmodel" / "assets" / "handmodel.npz"
 EPILOG = "Run `handshape COMMAND --help` for the options of each command."
+
+logger = logging.getLogger("handshape")
 
 
 def _load_model(mano: Path | None) -> HandModel:
@@ -123,10 +126,11 @@ def _parse_part(text: str) -> tuple[int, int]:
 def cmd_synth(args: argparse.Namespace) -> None:
     import dataclasses
 
+    from handshape.config import config_file
     from handshape.data.synth.generate import Plan, generate
     from handshape.data.synth.scene import SynthConfig
 
-    config = SynthConfig.load(args.config)
+    config = SynthConfig.load(config_file("data", args.config))
     if args.size is not None:
         config = dataclasses.replace(config, size=args.size)
     plan = Plan(args.out, args.split, args.num, args.seed, config)
@@ -143,18 +147,24 @@ def cmd_synth_sheet(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-def _data_path(spec: str) -> Path:
-    kind, _, path = spec.partition(":")
-    if kind != "synthetic" or not path:
-        raise SystemExit(f"error: --data '{spec}': expected synthetic:DIR (a split folder)")
-    return Path(path)
+def _data_spec(text: str) -> tuple[str, Path, str | None]:
+    """--data NAME:ROOT[:SPLIT] -> (name, root, split or None)."""
+    name, _, rest = text.partition(":")
+    root, _, split = rest.partition(":")
+    if not name or not root:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME:ROOT[:SPLIT] (e.g. synthetic:data/synthetic-quick:val), got '{text}'"
+        )
+    return name, Path(root), split or None
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from handshape.data.registry import eval_dataset
     from handshape.evaluate import evaluate, load_network, write_results
 
+    name, root, split = args.data
     net, cfg = load_network(args.checkpoint)
-    results = evaluate(net, cfg, _data_path(args.data), limit=args.limit)
+    results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit)
     json_path, plot = write_results(results, args.out)
     print(json.dumps({k: results[k] for k in ("samples", "mesh_error_mm", "pose_error_mm")}))
     print(f"AUC 20-50 mm: {results['pck']['auc_20_50']:.3f}; wrote {json_path} and {plot}")
@@ -162,9 +172,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
     try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 in pixels, got '{text}'") from err
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected four finite numbers x0,y0,x1,y1 in image pixels, got '{text}'"
+        )
+    x0, y0, x1, y1 = values
+    if x1 <= x0 or y1 <= y0:
+        raise argparse.ArgumentTypeError(f"need x0 < x1 and y0 < y1, got '{text}'")
     return x0, y0, x1, y1
 
 
@@ -178,14 +195,21 @@ def cmd_predict(args: argparse.Namespace) -> None:
             net = OnnxHandNet(args.checkpoint)
         except ImportError as err:
             raise SystemExit(f"error: {err}") from None
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--checkpoint: {err}") from err
         if net.config is None:
-            raise ValueError(f"{args.checkpoint}: no handshape config in the ONNX metadata")
+            raise ValueError(
+                f"--checkpoint: {args.checkpoint}: no handshape config in its metadata"
+            )
         cfg = net.config
     else:
         from handshape.evaluate import load_network
         from handshape.nets.inference import for_inference
 
-        net, cfg = load_network(args.checkpoint)
+        try:
+            net, cfg = load_network(args.checkpoint)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--checkpoint: {err}") from err
         net = for_inference(net)
     for image in args.images:
         paths = predict_image(
@@ -214,75 +238,45 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({args.format}; max uvd difference to PyTorch {error:.1e})")
 
 
-def _ensure_synthetic(cfg: DictConfig, workers: int) -> None:
-    """Generate the experiment's synthetic set where it is missing (resuming a partial one);
-    a complete set made with other settings is refused, not silently reused."""
-    from omegaconf import OmegaConf
-
-    from handshape.data.synth.generate import Plan, generate, prepare
-    from handshape.data.synth.scene import SynthConfig
-    from handshape.handmodel.model import HandModel
-
-    root = Path(cfg.data.root)
-    settings = OmegaConf.to_container(cfg.data.get("settings") or OmegaConf.create({}))
-    synth_cfg = SynthConfig.load(
-        Path(cfg.data.get("config", "configs/data/synthetic.yaml")), settings
-    )
-    for split, num in (("train", cfg.data.num_train), ("val", cfg.data.num_val)):
-        plan = Plan(root, split, int(num), int(cfg.data.seed), synth_cfg)
-        if (root / split / "manifest.json").exists() and all(
-            plan.shard_path(k).exists() for k in range(plan.num_shards)
-        ):
-            prepare(plan, HandModel.default())  # raises, naming the manifest, on other settings
-            continue
-        print(f"[pretrain] generating {num} synthetic {split} samples in {root / split}")
-        generate(plan, workers=workers)
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from handshape.config import load_experiment
+    from handshape.data.registry import prepare_data
     from handshape.lit.train import run_pretraining
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
-    _ensure_synthetic(cfg, args.workers)
+    prepare_data(cfg, args.workers)
     bundle = run_pretraining(cfg)
-    print(f"[train] inference bundle: {bundle}")
+    logger.info("inference bundle: %s", bundle)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from handshape.config import load_experiment
-    from handshape.evaluate import evaluate, load_network, write_results
+    from handshape.evaluate import write_results
     from handshape.lit.report import write_report
-    from handshape.lit.train import run_pretraining
     from handshape.metrics import format_mm
+    from handshape.pipeline import train_and_evaluate
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
-    _ensure_synthetic(cfg, args.workers)
-    bundle = run_pretraining(cfg)
-    net, resolved = load_network(bundle)
-    results = evaluate(net, resolved, Path(cfg.data.root) / "val")
+    bundle, results, _ = train_and_evaluate(cfg, workers=args.workers)
     out = Path(cfg.output)
     write_results(results, out / "eval")
     report = write_report(out, results)
-    print(
-        f"[pretrain] mesh error {format_mm(results['mesh_error_mm'])} mm, pose error "
-        f"{results['pose_error_mm']:.1f} mm, AUC(20-50) {results['pck']['auc_20_50']:.3f}"
+    logger.info(
+        "mesh error %s mm, pose error %.1f mm, AUC(20-50) %.3f",
+        format_mm(results["mesh_error_mm"]),
+        results["pose_error_mm"],
+        results["pck"]["auc_20_50"],
     )
-    print(f"[pretrain] report: {report}; inference bundle: {bundle}")
+    logger.info("report: %s; inference bundle: %s", report, bundle)
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from handshape.ablation import load_study, run_study
+    from handshape.studies.run import run_study
+    from handshape.studies.spec import load_study, study_path
 
-    study = load_study(args.study)
+    study = load_study(study_path(args.study))
     out = args.out or Path("outputs") / study.name
-    run_study(
-        study,
-        out,
-        args.overrides,
-        args.configs,
-        ensure_data=lambda cfg: _ensure_synthetic(cfg, args.workers),
-    )
+    run_study(study, out, args.overrides, args.configs, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,7 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="do only part I of N (shards k with k %% N == I)",
     )
-    p.add_argument("--config", type=Path, default=Path("configs/data/synthetic.yaml"))
+    p.add_argument(
+        "--config",
+        default="synthetic",
+        help="generator settings: a name in the package's configs/data/ or a YAML path",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("synth-sheet", help="contact sheet of synthetic samples with joints drawn")
@@ -389,11 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--experiment",
             default="quick",
-            help="configs/experiment/NAME.yaml, or a path to a YAML file",
+            help="an experiment: tiny, quick, paper (the package's configs/experiment/NAME.yaml) "
+            "or a path to a YAML file",
         )
-        p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
+        p.add_argument("--configs", type=Path, help=CONFIGS_HELP)
         p.add_argument("--workers", type=int, default=2, help="processes for data generation")
-        p.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf)")
+        p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
         p.set_defaults(func=func)
 
     text = (
@@ -402,11 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
         "table and a figure of every variant's meshes (resumable)"
     )
     p = sub.add_parser("study", help=text, description=text)
-    p.add_argument("study", type=Path, help="a study file, e.g. configs/study/losses.yaml")
+    p.add_argument(
+        "study", help="losses, heads, pose (the package's configs/study/NAME.yaml) or a YAML path"
+    )
     p.add_argument("--out", type=Path, help="output folder (default: outputs/<study name>)")
-    p.add_argument("--configs", type=Path, default=Path("configs"), help="the configs folder")
+    p.add_argument("--configs", type=Path, help=CONFIGS_HELP)
     p.add_argument("--workers", type=int, default=2, help="processes for data generation")
-    p.add_argument("overrides", nargs="*", help="key=value overrides for every variant")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (every variant)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
@@ -421,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         required=True,
-        help="an inference bundle folder or a training .ckpt",
+        help="an inference bundle folder, its model.safetensors, or a training .ckpt",
     )
     p.add_argument("images", type=Path, nargs="+")
     p.add_argument("--out", type=Path, default=Path("outputs/predict"))
@@ -456,15 +457,47 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="an inference bundle folder or a training .ckpt",
     )
-    p.add_argument("--data", required=True, help="synthetic:DIR (a split folder, e.g. .../val)")
+    p.add_argument(
+        "--data",
+        type=_data_spec,
+        required=True,
+        metavar="NAME:ROOT[:SPLIT]",
+        help="a data set by name (synthetic) and its folder; default split: the set's own (val)",
+    )
     p.add_argument("--out", type=Path, default=Path("outputs/eval"))
     p.add_argument("--limit", type=int, help="evaluate only the first N samples")
     p.set_defaults(func=cmd_eval)
     return parser
 
 
+CONFIGS_HELP = "a folder of your own configs, searched before the package's (same layout)"
+OVERRIDES_HELP = (
+    "config overrides as key=value (an unknown key is an error; +key=value adds a new one)"
+)
+
+
+class _RankZero(logging.Filter):
+    """Under DDP every rank runs the command; only rank zero reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pytorch_lightning.utilities import rank_zero_only
+
+        return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    handler.addFilter(_RankZero())
+    root = logging.getLogger("handshape")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging()
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as err:

@@ -1,23 +1,57 @@
-"""Experiment configuration: OmegaConf YAML composed from small parts, plus key=value overrides.
+"""Experiment configuration: OmegaConf YAML composed from a base and presets, plus overrides.
 
-configs/experiment/NAME.yaml may name parts in a `defaults` mapping (e.g. `model: quick` loads
-configs/model/quick.yaml under the key `model`); the experiment's own keys are merged on top,
-then the command line's `key=value` overrides.
+The configs ship inside the package (`handshape/configs/`), so every command works from any
+folder and from an installed wheel; a folder the user gives is searched first, file by file, so
+it may hold just one experiment of its own. Composition, each step checked against the last:
+
+1. `base.yaml`: every key outside the groups (data, handmodel, output, the run's name);
+2. each group (`model/`, `train/`): `GROUP/base.yaml`, then the preset the experiment names in
+   its `defaults` mapping (e.g. `model: quick`), which lists only what it changes;
+3. the experiment's own keys (`experiment/NAME.yaml`, or a path to a YAML file);
+4. `key=value` overrides; `+key=value` adds a key the config does not have.
+
+A key that is not in the config (a typo, or a setting that does not exist) is refused at every
+step with the closest valid keys named, except below the open sections in `OPEN_SECTIONS`,
+whose keys their consumer checks (the synthetic generator its settings, albumentations its
+transforms, Lightning's Trainer its arguments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-DEFAULT_CONFIGS = Path("configs")
+_MISSING = object()
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
+GROUPS = ("model", "train")
+OPEN_SECTIONS = ("data.settings", "data.augmentation", "train.trainer")
+
+__all__ = ["PACKAGE_CONFIGS", "config_file", "load_experiment"]
+
+
+def config_file(kind: str, name: str, configs: Path | None = None) -> Path:
+    """The YAML file of `name` in the folder `kind` (e.g. "experiment", "quick"): `name` itself
+    when it is a path to a .yaml file, else configs/KIND/NAME.yaml in the user's folder when it
+    is there, else in the package. Raises FileNotFoundError naming where it looked."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        return path
+    places = [*([Path(configs)] if configs is not None else []), PACKAGE_CONFIGS]
+    for folder in places:
+        path = folder / kind / f"{name}.yaml" if kind else folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    looked = " or ".join(str(f / kind / f"{name}.yaml") for f in places)
+    raise FileNotFoundError(f"{looked}: no such config file")
 
 
 def _read(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
     try:
         cfg = OmegaConf.load(path)
     except Exception as err:  # OmegaConf raises several YAML/grammar error types
@@ -27,28 +61,114 @@ def _read(path: Path) -> DictConfig:
     return cfg
 
 
-def load_experiment(
-    name: str, overrides: Sequence[str] = (), configs: Path = DEFAULT_CONFIGS
-) -> DictConfig:
-    """The resolved config of configs/experiment/NAME.yaml (or of a path to a YAML file)."""
-    path = Path(name) if name.endswith(".yaml") else configs / "experiment" / f"{name}.yaml"
-    experiment = _read(path)
-    parts = experiment.pop("defaults", None) or {}
-    merged = OmegaConf.create()
-    for group, choice in parts.items():
-        merged = OmegaConf.merge(merged, {group: _read(configs / group / f"{choice}.yaml")})
-    for override in overrides:
-        key, equals, _ = override.partition("=")
-        if not equals or not key.strip():
-            raise ValueError(f"bad override '{override}': expected key=value")
+def _leaf_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, Mapping | DictConfig):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            yield path
+            yield from _leaf_keys(value, f"{path}.")
+
+
+def _unknown_key(key: str, missing: str, known: DictConfig, source: str) -> ValueError:
+    """The error for `key`, whose part `missing` the config lacks, naming the closest keys."""
+    candidates = list(_leaf_keys(known))
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    if not close:
+        parent = missing.rpartition(".")[0]
+        siblings = [k for k in candidates if k.rpartition(".")[0] == parent]
+        close = difflib.get_close_matches(missing, siblings, n=3, cutoff=0.3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    where = f" ('{missing}' is not in the config)" if missing != key else ""
+    return ValueError(
+        f"{source}: unknown config key '{key}'{where}{hint} (to add a new key, say +{key}=...)"
+    )
+
+
+def _first_leaf(value: Any, prefix: str) -> str:
+    while isinstance(value, Mapping | DictConfig) and len(value):
+        key = next(iter(value))
+        prefix, value = f"{prefix}.{key}", value[key]
+    return prefix
+
+
+def _is_open(key: str) -> bool:
+    return any(key == s or key.startswith(f"{s}.") for s in OPEN_SECTIONS)
+
+
+def _check_known(known: DictConfig, delta: Any, source: str, prefix: str = "") -> None:
+    """Raise when `delta` (a mapping merged onto `known`) names a key `known` lacks."""
+    if not isinstance(delta, Mapping | DictConfig):
+        return
+    for key, value in delta.items():
+        path = f"{prefix}{key}"
+        if _is_open(path):
+            continue
+        parent = OmegaConf.select(known, prefix[:-1]) if prefix else known
+        if not isinstance(parent, DictConfig) or key not in parent:
+            raise _unknown_key(_first_leaf(value, path), path, known, source)
+        if isinstance(parent[key], DictConfig):  # a null or scalar default takes any value
+            _check_known(known, value, source, f"{path}.")
+
+
+def _merge_checked(known: DictConfig, delta: DictConfig, source: str) -> DictConfig:
+    _check_known(known, delta, source)
     try:
-        cfg = OmegaConf.merge(
-            merged,
-            experiment,
-            {"experiment": path.stem},  # the run's name; an override may rename it
-            OmegaConf.from_dotlist(list(overrides)),
-        )
+        merged = OmegaConf.merge(known, delta)
+    except Exception as err:  # e.g. a scalar where the base has a section
+        raise ValueError(f"{source}: {err}") from err
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _apply_override(cfg: DictConfig, override: str) -> DictConfig:
+    key, equals, value = override.partition("=")
+    add = key.startswith("+")
+    key = key.removeprefix("+").strip()
+    if not equals or not key:
+        raise ValueError(f"bad override '{override}': expected key=value (or +key=value)")
+    try:
+        parsed = OmegaConf.from_dotlist([f"{key}={value}"])
     except Exception as err:
-        raise ValueError(f"bad override in {list(overrides)}: {err}") from err
+        raise ValueError(f"bad override '{override}': {err}") from err
+    exists = OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING
+    if add and exists:
+        raise ValueError(f"override '{override}': '{key}' exists already; drop the '+'")
+    if not add and not _is_open(key):
+        _check_known(cfg, parsed, f"override '{override}'")
+    try:
+        merged = OmegaConf.merge(cfg, parsed)
+    except Exception as err:  # e.g. a scalar where the config has a section
+        raise ValueError(f"bad override '{override}': {err}") from err
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def load_experiment(
+    name: str, overrides: Sequence[str] = (), configs: Path | None = None
+) -> DictConfig:
+    """The resolved config of experiment `name` (a file in configs/experiment/ or a path to a
+    YAML file) with `overrides` (`key=value`, `+key=value`) applied; see the module docstring.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file or override,
+    for invalid YAML or an unknown key."""
+    path = config_file("experiment", name, configs)
+    experiment = _read(path)
+    choices = experiment.pop("defaults", None) or {}
+    if not isinstance(choices, Mapping | DictConfig) or set(choices) - set(GROUPS):
+        raise ValueError(f"{path}: `defaults` maps groups ({', '.join(GROUPS)}) to presets")
+    cfg = _read(config_file("", "base", configs))
+    for group in GROUPS:
+        part = _read(config_file(group, "base", configs))
+        choice = str(choices.get(group, "base"))
+        if choice != "base":
+            preset = config_file(group, choice, configs)
+            # Checked under the group's name, so that errors name keys as overrides would.
+            delta = OmegaConf.create({group: _read(preset)})
+            part = _merge_checked(OmegaConf.create({group: part}), delta, str(preset))[group]
+        cfg = OmegaConf.merge(cfg, {group: part})
     assert isinstance(cfg, DictConfig)
+    cfg = _merge_checked(cfg, experiment, str(path))
+    cfg.experiment = path.stem  # the run's name; an override may rename it
+    for override in overrides:
+        cfg = _apply_override(cfg, override)
     return cfg

@@ -18,23 +18,28 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from handshape.atomic import atomic_write_text
-from handshape.data.synth.reader import SyntheticDataset
 from handshape.geometry.correspondence import TopologyMap, topology_map
-from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import lift_prediction, load_hand_model, prepare_batch
+from handshape.lit.pretrain import prepare_batch
 from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, pck_report, plot_pck
-from handshape.nets.network import HandNet
+from handshape.nets.network import CameraHand, HandNet
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
-    """A network and its config from an inference bundle folder (model.safetensors +
-    config.yaml) or a training checkpoint (.ckpt, read with weights_only=True)."""
+    """A network in eval mode and its resolved config, from an inference bundle folder
+    (model.safetensors + config.yaml), that folder's model.safetensors, or a training
+    checkpoint (.ckpt, read with weights_only=True). Errors name the file and what is wrong."""
     checkpoint = Path(checkpoint)
+    if checkpoint.is_file() and checkpoint.suffix == ".safetensors":
+        checkpoint = checkpoint.parent  # a bundle's weights: the config sits beside them
     if checkpoint.is_dir():
         from safetensors.torch import load_file
 
@@ -49,33 +54,49 @@ def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
         try:
             state = load_file(str(weights_path))
         except Exception as err:  # safetensors raises its own error type
-            raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from err
+            raise ValueError(
+                f"{weights_path}: not a readable safetensors file ({_first_line(err)})"
+            ) from err
     elif checkpoint.is_file():
         try:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as err:  # zip, pickle and weights-only errors of several types
+            raise ValueError(
+                f"{checkpoint}: not a PyTorch checkpoint that can be read safely (expected a "
+                "bundle folder, its model.safetensors, or a .ckpt written by handshape "
+                f"training; torch says: {_first_line(err)})"
+            ) from err
+        try:
             cfg = saved["hyper_parameters"]["cfg"]
-        except Exception as err:
-            raise ValueError(f"{checkpoint}: not a handshape training checkpoint ({err})") from err
-        state = {
-            k.removeprefix("net."): v
-            for k, v in saved["state_dict"].items()
-            if k.startswith("net.")
-        }
+            weights = saved["state_dict"]
+        except (KeyError, TypeError) as err:
+            raise ValueError(
+                f"{checkpoint}: a PyTorch file, but not a handshape training checkpoint (no "
+                "hyper_parameters.cfg and state_dict)"
+            ) from err
+        state = {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
     else:
         raise FileNotFoundError(f"{checkpoint}: no such bundle folder or checkpoint")
-    assert isinstance(cfg, dict)
-    model = load_hand_model(cfg["handmodel"]["mano"])
-    hierarchy = mesh_hierarchy(
-        model.data.faces, model.num_vertices, levels=cfg["model"]["graph_levels"]
-    )
-    net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, model)
+    if not isinstance(cfg, dict) or not {"model", "handmodel"} <= set(cfg):
+        raise ValueError(f"{checkpoint}: its config lacks the model or handmodel section")
+    net = HandNet.from_config(cfg)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(
-            f"{checkpoint}: weights do not fit the configured network ({err})"
+            f"{checkpoint}: weights do not fit the configured network ({_first_line(err)})"
         ) from err
     return net.eval(), cfg
+
+
+@torch.no_grad()
+def predict_batch(
+    net: HandNet, cfg: dict[str, Any], batch: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], CameraHand]:
+    """A data batch prepared for `net` (`prepare_batch`) and the network's mesh and joints in
+    the camera frame, lifted with the batch's true root depth and hand scale."""
+    gt = prepare_batch(batch, net.input_size, cfg["model"]["heatmap_sigma"])
+    return gt, net.lift(net(gt["image"]), gt["K"], gt["root"][:, 2], gt["scale"])
 
 
 def mesh_alignment(predicted: HandModel, truth: HandModel) -> TopologyMap | None:
@@ -109,31 +130,26 @@ def _describe(alignment: TopologyMap | None) -> str:
 def evaluate(
     net: HandNet,
     cfg: dict[str, Any],
-    data: Path,
+    dataset: Dataset,
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of `net` on a synthetic split folder (OUT/val); ``mesh_error_mm`` is None for a
-    pose-only network, ``mesh_alignment`` says how predicted and true vertices were paired."""
-    dataset = SyntheticDataset(Path(data), train=False)
+    """Metrics of `net` on the samples of `dataset` (e.g. `handshape.data.registry.eval_dataset`);
+    ``mesh_error_mm`` is None for a pose-only network, ``mesh_alignment`` says how predicted and
+    true vertices were paired."""
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
-    size, sigma = net.input_size, cfg["model"]["heatmap_sigma"]
     # Synthetic meshes are handshape's own hand, whatever model the network poses.
-    alignment = mesh_alignment(load_hand_model(cfg["handmodel"]["mano"]), HandModel.default())
+    alignment = mesh_alignment(HandModel.load(cfg["handmodel"]["mano"]), HandModel.default())
     vertex_errors, joint_errors = [], []
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
-        gt = prepare_batch(batch, size, sigma)
-        out = net(gt["image"])
-        if out.vertices is not None:
-            vertices = lift_prediction(out.vertices, gt, size)
-            if alignment is not None:
-                vertices = alignment.apply(vertices)
+        gt, pred = predict_batch(net, cfg, batch)
+        if pred.vertices is not None:
+            vertices = pred.vertices if alignment is None else alignment.apply(pred.vertices)
             vertex_errors.append((vertices - gt["vertices"]).norm(dim=-1).mean(-1) * 1000)
-        joints = lift_prediction(out.joints, gt, size)
-        joint_errors.append((joints - gt["joints_3d"]).norm(dim=-1) * 1000)
+        joint_errors.append((pred.joints - gt["joints_3d"]).norm(dim=-1) * 1000)
     per_joint = torch.cat(joint_errors).numpy()
     return {
         "samples": len(per_joint),

@@ -16,8 +16,9 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from handshape.data.synth.reader import SyntheticDataset
-from handshape.evaluate import load_network
-from handshape.lit.pretrain import lift_prediction, load_hand_model, overlay_row, prepare_batch
+from handshape.evaluate import load_network, predict_batch
+from handshape.handmodel.model import HandModel
+from handshape.lit.pretrain import overlay_row
 from handshape.render.contact_sheet import contact_sheet, render_views
 from handshape.render.offscreen import MeshRenderer
 
@@ -49,15 +50,11 @@ def qualitative_figure(
     with MeshRenderer(size, size) as renderer:
         for label, checkpoint in checkpoints.items():
             net, cfg = load_network(Path(checkpoint))
-            faces = load_hand_model(cfg["handmodel"]["mano"]).data.faces
-            gt = prepare_batch(batch, net.input_size, cfg["model"]["heatmap_sigma"])
-            with torch.no_grad():
-                pred = net(gt["image"])
+            faces = HandModel.load(cfg["handmodel"]["mano"]).data.faces
+            gt, pred = predict_batch(net, cfg, batch)
             if pred.vertices is None:
                 raise ValueError(f"{checkpoint}: a pose-only network ({label}) has no mesh to draw")
-            vertices = lift_prediction(pred.vertices, gt, net.input_size)
-            joints = lift_prediction(pred.joints, gt, net.input_size)
-            tiles += _sample_tiles(label, gt, vertices, joints, faces, renderer, size)
+            tiles += _sample_tiles(label, gt, pred.vertices, pred.joints, faces, renderer, size)
         assert gt is not None and faces is not None
         tiles += _sample_tiles(
             "ground truth", gt, gt["vertices"], gt["joints_3d"], faces, renderer, size

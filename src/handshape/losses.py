@@ -26,16 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from handshape.geometry.mesh_ops import face_normals
+
 __all__ = [
     "depth_loss",
     "edge_loss",
-    "face_normals",
     "heatmap_loss",
     "laplacian_loss",
-    "mesh_edges",
     "normal_loss",
     "pose_loss",
-    "uniform_laplacian",
+    "rendered_depth_loss",
     "vertex_loss",
 ]
 
@@ -98,18 +98,6 @@ def vertex_loss(
     return loss
 
 
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Unit normals of triangles, (B, N, 3), (F, 3) -> (B, F, 3).
-
-    n = (v1 - v0) x (v2 - v0) / |...|, i.e. counter-clockwise faces face the viewer of a
-    right-handed frame; a degenerate face gets the zero vector.
-    """
-    faces = _as_index(faces, vertices.device)
-    v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
-    n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
-    return n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_min(eps)
-
-
 def normal_loss(pred: torch.Tensor, gt: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """L_n = sum_t sum_{(i,j) in t} <v^_i - v^_j, n_t>^2 (paper Eq. 3).
 
@@ -134,19 +122,6 @@ def normal_loss(pred: torch.Tensor, gt: torch.Tensor, faces: torch.Tensor) -> to
     return loss.mean()
 
 
-def mesh_edges(faces: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Unique undirected edges of a triangle mesh, (F, 3) -> (E, 2) long.
-
-    Each edge appears once as (i, j) with i < j, rows sorted lexicographically; degenerate
-    "edges" (i == i) of degenerate faces are dropped.
-    """
-    faces = _as_index(faces)
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=0)
-    e = torch.sort(e, dim=1).values
-    e = e[e[:, 0] != e[:, 1]]
-    return torch.unique(e, dim=0)
-
-
 def edge_loss(pred: torch.Tensor, gt: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """L_e = sum_e (||e||^2 - ||e^||^2)^2 (paper Eq. 4).
 
@@ -164,37 +139,6 @@ def edge_loss(pred: torch.Tensor, gt: torch.Tensor, edges: torch.Tensor) -> torc
         return (v[:, edges[:, 0]] - v[:, edges[:, 1]]).square().sum(-1)  # (B, E)
 
     return (sq_len(gt) - sq_len(pred)).square().sum(-1).mean()
-
-
-def uniform_laplacian(
-    faces: torch.Tensor | np.ndarray, num_vertices: int, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """The uniform (umbrella) Laplacian L = I - D^-1 A of a triangle mesh, as a sparse matrix.
-
-    (L d)_i = d_i - sum_{k in N(i)} d_k / B_i with N(i) the one-ring of vertex i and B_i = |N(i)|.
-    A vertex without neighbours gets the row e_i (its neighbour mean is taken as zero).
-
-    Args:
-        faces: (F, 3) vertex indices.
-        num_vertices: N.
-        dtype: floating dtype of the values (computed in float64; `laplacian_loss` casts to the
-            data's dtype anyway).
-
-    Returns:
-        (N, N) coalesced sparse COO tensor.
-    """
-    e = mesh_edges(faces)  # (E, 2), i < j
-    if e.numel() and int(e.max()) >= num_vertices:
-        raise ValueError(f"face index {int(e.max())} out of range for {num_vertices} vertices")
-    rows = torch.cat([e[:, 0], e[:, 1]])
-    cols = torch.cat([e[:, 1], e[:, 0]])
-    degree = torch.bincount(rows, minlength=num_vertices).to(torch.float64)
-    off = -1.0 / degree[rows]
-    diag = torch.arange(num_vertices)
-    idx = torch.stack([torch.cat([diag, rows]), torch.cat([diag, cols])])
-    val = torch.cat([torch.ones(num_vertices, dtype=torch.float64), off]).to(dtype)
-    shape = (num_vertices, num_vertices)
-    return torch.sparse_coo_tensor(idx, val, shape, check_invariants=True).coalesce()
 
 
 def laplacian_loss(pred: torch.Tensor, gt: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
@@ -267,3 +211,55 @@ def depth_loss(
     summed = torch.where(m, per_px, torch.zeros_like(per_px)).sum(dim=1)
     per_sample = summed / m.sum(dim=1).clamp_min(1).to(per_px.dtype)
     return per_sample.mean()
+
+
+def rendered_depth_loss(
+    rendered: torch.Tensor,
+    coverage: torch.Tensor,
+    reference: torch.Tensor,
+    reference_mask: torch.Tensor,
+    beta: float = 0.01,
+    miss: float = 0.03,
+) -> torch.Tensor:
+    """L_D over the hand region with the silhouette term of `handshape.render.depth_raster`.
+
+    Per pixel of the hand region (reference_mask true), with c the rendered coverage:
+        c * smoothL1(rendered - reference) + (1 - c) * smoothL1(miss),
+    smoothL1(x) = 0.5 x^2 / beta if |x| < beta else |x| - 0.5 beta; the mean over the hand
+    pixels of each sample. A covered pixel (c = 1) costs its depth error; a hand pixel the mesh
+    does not reach costs a fixed `miss`, so the cost does not grow with the camera distance (a
+    plain difference against a 0 background would); in the one-pixel band outside a contour
+    edge (0 < c < 1) the two mix, and the derivative with respect to c pulls the edge onto a hand
+    pixel whenever the edge's depth there is within `miss` of the reference. Pixels outside the
+    hand region cost nothing (the paper's L_D); other terms keep the mesh from spreading there.
+    So the loss is flat while an edge moves between the last hand pixel's centre and the next
+    pixel's: it places a silhouette to within a pixel, not finer.
+
+    Args:
+        rendered: (B, H, W) `DepthRender.depth`: surface depth where coverage > 0.
+        coverage: (B, H, W) `DepthRender.coverage` in [0, 1].
+        reference: (B, H, W) captured depth; read only inside the mask (may hold NaN elsewhere).
+        reference_mask: (B, H, W) bool, the reference pixels that belong to the hand.
+        beta: the smooth-L1 transition point, in the depths' unit (default: metres, 1 cm).
+        miss: the depth error a missed hand pixel counts as, same unit (default 3 cm).
+
+    Returns:
+        (B,) per sample; 0 for a sample with no hand pixel.
+    """
+    if not (rendered.shape == coverage.shape == reference.shape == reference_mask.shape):
+        raise ValueError(
+            "rendered, coverage, reference and reference_mask must have one shape, got "
+            f"{tuple(rendered.shape)}, {tuple(coverage.shape)}, {tuple(reference.shape)}, "
+            f"{tuple(reference_mask.shape)}"
+        )
+    mask = reference_mask.bool()
+    safe_reference = torch.where(mask, reference, rendered.detach())
+    hit = F.smooth_l1_loss(rendered, safe_reference, reduction="none", beta=beta)
+    missed = F.smooth_l1_loss(
+        torch.tensor(float(miss), dtype=rendered.dtype, device=rendered.device),
+        torch.zeros((), dtype=rendered.dtype, device=rendered.device),
+        beta=beta,
+    )
+    per_px = torch.where(mask, coverage * hit + (1 - coverage) * missed, 0.0)
+    b = per_px.shape[0]
+    return per_px.reshape(b, -1).sum(dim=1) / mask.reshape(b, -1).sum(dim=1).clamp_min(1)

@@ -14,7 +14,11 @@ Protocols (shared/DATASETS.md):
   curve divided by the threshold range. "20-50 mm" is reported two ways: the 12 thresholds of
   linspace(0, 50, 20) from 21.05 mm on (Zimmermann's code, `THRESHOLDS_20_50_ZB`) and
   linspace(20, 50, 20) (later papers, `THRESHOLDS_20_50`);
-- FreiHAND: orthogonal Procrustes with scale (`procrustes_align`) before PA-MPJPE / PA-MPVPE.
+- FreiHAND: orthogonal Procrustes with scale (`procrustes_align`) before PA-MPJPE / PA-MPVPE;
+- 2D PCK (Zimmermann & Brox's eval2d): pixel errors of visible joints, 20 thresholds over
+  0-30 px (`THRESHOLDS_2D_PX`).
+The benchmarks' whole recipes (which alignment, which thresholds, which keys) are in
+`handshape.protocols`; this module holds the pieces.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ from handshape.joints import SCALE_BONE
 
 __all__ = [
     "THRESHOLDS_0_50_100",
+    "THRESHOLDS_2D_PX",
     "THRESHOLDS_20_50",
     "THRESHOLDS_20_50_ZB",
     "THRESHOLDS_ZIMMERMANN",
     "align_root_scale",
+    "apply_similarity",
     "auc",
     "format_mm",
+    "joint_epe",
     "mean_joint_error",
     "mean_vertex_error",
     "pck_curve",
@@ -55,6 +62,8 @@ THRESHOLDS_20_50_ZB: np.ndarray = THRESHOLDS_ZIMMERMANN[THRESHOLDS_ZIMMERMANN >=
 THRESHOLDS_20_50: np.ndarray = np.linspace(20.0, 50.0, 20)
 # FreiHAND's official evaluation: 100 thresholds over 0-50 mm.
 THRESHOLDS_0_50_100: np.ndarray = np.linspace(0.0, 50.0, 100)
+# Zimmermann & Brox's 2D keypoint evaluation (eval2d.py): 20 thresholds over 0-30 pixels.
+THRESHOLDS_2D_PX: np.ndarray = np.linspace(0.0, 30.0, 20)
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
 
@@ -143,10 +152,35 @@ def pck_curve(errors: np.ndarray | torch.Tensor, thresholds: np.ndarray) -> np.n
     keep = counts > 0
     if not keep.any():
         raise ValueError("pck_curve: no evaluated error")
-    e, valid, counts = e[:, keep], valid[:, keep], counts[keep]
-    under = (e[None] <= t[:, None, None]) & valid[None]  # (T, B, J)
-    per_joint = under.sum(1) / counts  # (T, J)
-    return per_joint.mean(1)
+    e, counts = e[:, keep], counts[keep]
+    # Sorting each joint's errors (NaN last) and counting with searchsorted avoids a (T, B, J)
+    # comparison array: FreiHAND's mesh AUC has 100 x 3960 x 778 of them.
+    ranked = np.sort(e, axis=0)
+    per_joint = np.stack(
+        [np.searchsorted(ranked[:, j], t, side="right") for j in range(e.shape[1])], axis=1
+    )  # (T, J): errors <= t, NaN never counted
+    return (per_joint / counts).mean(1)
+
+
+def joint_epe(errors: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """Mean and median end-point error the way Zimmermann & Brox's (and FreiHAND's) EvalUtil
+    reports them: per joint over its evaluated samples, then averaged over the joints.
+
+    Args:
+        errors: (B, J) per-sample per-joint distances; NaN = not evaluated (invisible).
+
+    Returns:
+        (mean of the per-joint means, mean of the per-joint medians). The first equals the
+        pooled mean when nothing is NaN; the second is in general not the pooled median.
+    """
+    e = _to_numpy(errors).astype(np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"errors must be (B, J), got shape {e.shape}")
+    keep = (~np.isnan(e)).any(0)
+    if not keep.any():
+        raise ValueError("joint_epe: no evaluated error")
+    e = e[:, keep]
+    return float(np.nanmean(e, 0).mean()), float(np.nanmedian(e, 0).mean())
 
 
 def auc(curve: np.ndarray, thresholds: np.ndarray) -> float:
@@ -195,41 +229,80 @@ def procrustes_align(
     pred: np.ndarray | torch.Tensor,
     gt: np.ndarray | torch.Tensor,
     return_transform: bool = False,
+    allow_reflection: bool = False,
 ):
     """Align each predicted point set to its ground truth by a similarity transform.
 
-    Solves min_{s, R, t} sum_i ||s R p_i + t - g_i||^2 per sample with R a proper rotation
-    (det R = +1; Umeyama 1991): with centred P, G and the SVD P^T G = U S V^T,
-    R = V diag(1, 1, sign det(V U^T)) U^T, s = trace(S diag(1, 1, sign)) / ||P||_F^2,
-    t = mean(g) - s R mean(p). A reflection is never used, so a mirrored prediction is not
-    "explained away".
+    Solves min_{s, R, t} sum_i ||s R p_i + t - g_i||^2 per sample (Umeyama 1991): with centred
+    P, G and the SVD P^T G = U S V^T, R = V D U^T, s = trace(S D) / ||P||_F^2,
+    t = mean(g) - s R mean(p), where D = diag(1, 1, sign det(V U^T)) keeps R a proper rotation.
+    By default a reflection is never used, so a mirrored prediction is not "explained away".
+
+    allow_reflection=True takes D = I, so R may be a reflection (det -1) when that fits better:
+    this is FreiHAND's official evaluation (`align_w_scale` in lmb-freiburg/freihand eval.py
+    uses scipy's `orthogonal_procrustes`, which does not constrain the determinant). The
+    official code also adds 1e-8 to both point sets' norms; that changes aligned points by a
+    relative ~1e-7 (far below 0.001 mm for a hand) and is not reproduced.
 
     Args:
         pred: (B, N, 3) predicted points.
         gt: (B, N, 3) ground-truth points.
         return_transform: also return (s (B,), R (B, 3, 3), t (B, 3)).
+        allow_reflection: let R be an improper orthogonal matrix (FreiHAND's protocol).
 
     Returns:
-        (B, N, 3) aligned prediction s R p + t (same kind as `pred`), and the transform if asked.
+        (B, N, 3) aligned prediction s R p + t (same kind as `pred`), and the transform if asked
+        (`apply_similarity` applies it to other points, e.g. a mesh, of the same sample).
     """
     p, g = _to_torch64(pred), _to_torch64(gt)
+    if p.shape != g.shape or p.ndim != 3 or p.shape[-1] != 3:
+        raise ValueError(
+            f"procrustes_align needs pred and gt of one shape (B, N, 3), got "
+            f"{tuple(p.shape)} and {tuple(g.shape)}"
+        )
     mu_p, mu_g = p.mean(-2, keepdim=True), g.mean(-2, keepdim=True)
     pc, gc = p - mu_p, g - mu_g
     h = pc.transpose(-1, -2) @ gc  # (B, 3, 3)
     u, sv, vh = torch.linalg.svd(h)
     v = vh.transpose(-1, -2)
-    sign = torch.sign(torch.linalg.det(v @ u.transpose(-1, -2)))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     d = torch.ones_like(sv)
-    d[..., -1] = sign
+    if not allow_reflection:
+        sign = torch.sign(torch.linalg.det(v @ u.transpose(-1, -2)))
+        d[..., -1] = torch.where(sign == 0, torch.ones_like(sign), sign)
     r = v @ torch.diag_embed(d) @ u.transpose(-1, -2)
     var_p = pc.square().sum((-1, -2))
     s = (sv * d).sum(-1) / var_p.clamp_min(torch.finfo(torch.float64).tiny)
     t = mu_g[..., 0, :] - s[..., None] * (r @ mu_p[..., 0, :, None])[..., 0]
-    aligned = s[..., None, None] * (p @ r.transpose(-1, -2)) + t[..., None, :]
+    aligned = _apply_similarity64(p, s, r, t)
     if return_transform:
         return _like(aligned, pred), (_like(s, pred), _like(r, pred), _like(t, pred))
     return _like(aligned, pred)
+
+
+def _apply_similarity64(
+    p: torch.Tensor, s: torch.Tensor, r: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    return s[..., None, None] * (p @ r.transpose(-1, -2)) + t[..., None, :]
+
+
+def apply_similarity(
+    points: np.ndarray | torch.Tensor,
+    s: np.ndarray | torch.Tensor,
+    r: np.ndarray | torch.Tensor,
+    t: np.ndarray | torch.Tensor,
+) -> np.ndarray | torch.Tensor:
+    """Apply per-sample similarities s R x + t, e.g. one fitted on joints to the mesh.
+
+    Args:
+        points: (B, M, 3).
+        s: (B,) scales; r: (B, 3, 3) rotations; t: (B, 3) translations (as returned by
+            `procrustes_align(..., return_transform=True)`).
+
+    Returns:
+        (B, M, 3) transformed points, same kind as `points`.
+    """
+    out = _apply_similarity64(_to_torch64(points), _to_torch64(s), _to_torch64(r), _to_torch64(t))
+    return _like(out, points)
 
 
 def align_root_scale(

@@ -10,6 +10,7 @@ output records the values used.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,8 @@ import trimesh
 from PIL import Image
 
 from handshape.atomic import atomic_write, atomic_write_text
-from handshape.geometry.camera import from_uvd, uv_to_pixels
-from handshape.lit.pretrain import load_hand_model
+from handshape.geometry.camera import uv_to_pixels
+from handshape.handmodel.model import HandModel
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
 
@@ -51,8 +52,15 @@ class Crop:
             side = float(min(width, height))
             return cls((width - side) / 2, (height - side) / 2, side)
         x0, y0, x1, y1 = box
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError(f"hand box {box}: coordinates must be finite numbers")
         if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"--box {box}: need x0 < x1 and y0 < y1")
+            raise ValueError(f"hand box {box}: need x0 < x1 and y0 < y1")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise ValueError(
+                f"hand box {box} lies wholly outside the {width}x{height} image (pixels: x to "
+                "the right, y down, from the top-left corner)"
+            )
         side = margin * max(x1 - x0, y1 - y0)
         return cls((x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side)
 
@@ -86,7 +94,10 @@ def predict_image(
     NAME_joints.json and NAME_overlay.png; returns their paths by kind."""
     image = _read_image(image_path)
     width, height = image.size
-    crop = Crop.around(box, width, height)
+    try:
+        crop = Crop.around(box, width, height)
+    except ValueError as err:
+        raise ValueError(f"{image_path}: {err}") from err
     size = net.input_size
     window = image.crop(
         (round(crop.x0), round(crop.y0), round(crop.x0 + crop.side), round(crop.y0 + crop.side))
@@ -94,7 +105,7 @@ def predict_image(
     tensor = torch.from_numpy(np.array(window)).permute(2, 0, 1).float().div(255)[None]
     result = net(tensor)
 
-    model = load_hand_model(cfg["handmodel"]["mano"])
+    model = HandModel.load(cfg["handmodel"]["mano"])
     rest = model.rest_joints
     scale = hand_scale or float(np.linalg.norm(rest[9] - rest[10]))
     focal = focal or float(max(width, height))
@@ -107,19 +118,16 @@ def predict_image(
             [0, 0, 1.0],
         ]
     )[None]
-    root_t, scale_t = torch.tensor([root_depth]), torch.tensor([scale])
-
-    def lift(uvd: torch.Tensor) -> np.ndarray:
-        return from_uvd(uvd, K, root_t, scale_t, size)[0].numpy()
-
-    joints = lift(result.joints)
+    lifted = net.lift(result, K, torch.tensor([root_depth]), torch.tensor([scale]))
+    joints = lifted.joints[0].numpy()
     joints_img = crop.to_image(uv_to_pixels(result.joints[0, :, :2], size).numpy(), size)
     stem = image_path.stem
     paths = {"joints": out / f"{stem}_joints.json", "overlay": out / f"{stem}_overlay.png"}
     verts_img = None
     if result.vertices is not None:
         verts_img = crop.to_image(uv_to_pixels(result.vertices[0, :, :2], size).numpy(), size)
-        mesh = trimesh.Trimesh(lift(result.vertices), model.data.faces, process=False)
+        assert lifted.vertices is not None
+        mesh = trimesh.Trimesh(lifted.vertices[0].numpy(), model.data.faces, process=False)
         paths["mesh"] = out / f"{stem}.{mesh_format}"
         atomic_write(paths["mesh"], lambda tmp: mesh.export(tmp, file_type=mesh_format))
     record = {

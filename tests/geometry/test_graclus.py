@@ -19,7 +19,7 @@ from handshape.geometry.graclus import (
     graclus_clusters,
     graclus_levels,
 )
-from handshape.geometry.mesh_graph import mesh_adjacency
+from handshape.geometry.graph_laplacian import mesh_adjacency
 
 LEVELS = 4
 

@@ -9,15 +9,17 @@ import torch
 import trimesh
 
 from handshape.geometry import graclus
+from handshape.geometry.graph_laplacian import (
+    mesh_adjacency,
+    normalized_laplacian,
+    rescaled_laplacian,
+    to_edge_index,
+)
 from handshape.geometry.mesh_graph import (
     clear_memory_cache,
     default_cache_dir,
     hierarchy_cache_key,
-    mesh_adjacency,
     mesh_hierarchy,
-    normalized_laplacian,
-    rescaled_laplacian,
-    to_edge_index,
 )
 
 SQRT_HALF = 1.0 / np.sqrt(2.0)

@@ -15,16 +15,15 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import default_collate
 
-from handshape.config import load_experiment
+from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
-from handshape.geometry.camera import project
+from handshape.geometry.camera import from_uvd, project
 from handshape.handmodel.model import HandModel
 from handshape.lit.pretrain import (
     STAGES,
     PretrainModule,
-    lift_prediction,
     prepare_batch,
     preview_grid,
     stages_for,
@@ -32,7 +31,7 @@ from handshape.lit.pretrain import (
 from handshape.metrics import mean_vertex_error
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
+CONFIGS = PACKAGE_CONFIGS
 DATA_SIZE = 64
 TERMS = {
     "hourglass": {"heatmap", "total"},
@@ -159,8 +158,8 @@ def test_uvd_targets_lift_back_to_the_ground_truth(
     batch: dict[str, torch.Tensor], size: int
 ) -> None:
     gt = prepare_batch(batch, size, 2.0)
-    vertices = lift_prediction(gt["vertices_uvd"], gt, size)
-    joints = lift_prediction(gt["joints_uvd"], gt, size)
+    vertices = from_uvd(gt["vertices_uvd"], gt["K"], gt["root"][:, 2], gt["scale"], size)
+    joints = from_uvd(gt["joints_uvd"], gt["K"], gt["root"][:, 2], gt["scale"], size)
     assert (vertices - batch["vertices"]).norm(dim=-1).max() < 1e-5
     assert (joints - batch["joints_3d"]).norm(dim=-1).max() < 1e-5
     # uv in the crop, the root at depth 0; normalised coordinates root-relative with unit scale.

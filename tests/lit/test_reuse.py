@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from handshape.config import load_experiment
+from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.lit.reuse import changed_settings, check_reusable, done_steps, flat, unseen_by
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = PACKAGE_CONFIGS
 
 
 def cfg(*overrides: str) -> dict[str, Any]:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from omegaconf import DictConfig
 
-from handshape.config import load_experiment
+from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.geometry.graclus import MeshHierarchy
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.network import HandNet, NetOutput
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = PACKAGE_CONFIGS
 
 
 def model_config(*overrides: str, experiment: str = "quick") -> DictConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from handshape.config import load_experiment
+from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.ik import PALM_JOINTS, inverse_kinematics
@@ -24,7 +24,7 @@ from handshape.nets.heads.parametric import (
 )
 from handshape.nets.network import HandNet
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = PACKAGE_CONFIGS
 LATENT = 16
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from handshape.geometry.mesh_graph import (
+from handshape.geometry.graph_laplacian import (
     normalized_laplacian,
     rescaled_laplacian,
     to_edge_index,

@@ -21,6 +21,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from handshape.geometry.mesh_ops import half_edges, unique_edges
+
 __all__ = [
     "boundary_edges",
     "check_closed_surface",
@@ -66,27 +68,6 @@ def _as_vertices(vertices: np.ndarray) -> np.ndarray:
     return vertices
 
 
-def _half_edges(faces: np.ndarray) -> np.ndarray:
-    """Directed edges of every face, shape (3F, 2); row ``3 * f + i`` starts at corner ``i``."""
-    return np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2)
-
-
-def _unique_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges with the half-edge -> edge map.
-
-    Returns:
-        edges: (E, 2) int64, each row sorted ascending, rows sorted lexicographically.
-        inverse: (3F,) int64, edge index of each half-edge from :func:`_half_edges`.
-        counts: (E,) int64, half-edges per edge.
-    """
-    undirected = np.sort(_half_edges(faces), axis=1)
-    if undirected.shape[0] == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros((0, 2), dtype=np.int64), empty, empty
-    edges, inverse, counts = np.unique(undirected, axis=0, return_inverse=True, return_counts=True)
-    return edges, inverse.reshape(-1), counts
-
-
 def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every undirected edge and how many faces use it.
 
@@ -99,7 +80,7 @@ def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             index (e.g. ``(a, a, b)``) uses edge ``(a, b)`` twice and the self-loop ``(a, a)``
             once; such faces are reported by :func:`degenerate_faces`.
     """
-    edges, _, counts = _unique_edges(_as_faces(faces))
+    edges, _, counts = unique_edges(_as_faces(faces))
     return edges, counts
 
 
@@ -158,8 +139,8 @@ def non_manifold_vertices(faces: np.ndarray, num_vertices: int) -> np.ndarray:
     if faces.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     num_corners = faces.size
-    half = _half_edges(faces)
-    _, inverse, _ = _unique_edges(faces)
+    half = half_edges(faces)
+    _, inverse, _ = unique_edges(faces)
 
     # Graph nodes are face corners (3f + i); two corners are joined when they hold the same
     # vertex and their faces share an edge through that vertex. Components of this graph,
@@ -212,7 +193,7 @@ def is_oriented(faces: np.ndarray) -> bool:
     Args:
         faces: (F, 3) int vertex indices.
     """
-    half = _half_edges(_as_faces(faces))
+    half = half_edges(_as_faces(faces))
     if half.shape[0] == 0:
         return True
     return np.unique(half, axis=0).shape[0] == half.shape[0]

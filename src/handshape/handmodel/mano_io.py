@@ -2,10 +2,11 @@
 
 MANO ships as a Python 2 pickle that references chumpy and scipy.sparse classes. Unpickling a file
 runs whatever callables it names, so user files are never given to `pickle.load`: the restricted
-unpickler below resolves only numpy's array reconstruction and a few harmless builtins, and
-replaces chumpy and scipy sparse classes with inert placeholders that merely record their pickled
-state. Those placeholders are turned into plain numpy arrays afterwards, which also means neither
-chumpy nor scipy has to be importable (or even installed) to read a MANO file.
+unpickler of `handshape.safe_pickle`, with the allow-list below, resolves only numpy's array
+reconstruction and a few harmless builtins, and replaces chumpy and scipy sparse classes with
+inert placeholders that merely record their pickled state. Those placeholders are turned into
+plain numpy arrays afterwards, which also means neither chumpy nor scipy has to be importable
+(or even installed) to read a MANO file.
 
 MANO orders its 16 kinematic joints wrist, index, middle, little, ring, thumb; handshape orders
 them wrist, thumb, index, middle, ring, little (`handshape.joints`). The permutation
@@ -14,12 +15,8 @@ is applied here, at the file border, and nowhere else.
 
 from __future__ import annotations
 
-import _compat_pickle
 import builtins
-import contextlib
-import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from handshape import safe_pickle
+from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
 from handshape.joints import (
     KINEMATIC_PARENTS,
@@ -34,6 +33,7 @@ from handshape.joints import (
     MANO_TO_KINEMATIC,
     NUM_KINEMATIC,
 )
+from handshape.safe_pickle import NUMPY_GLOBALS, PickleFileError, guarded, load_restricted
 
 __all__ = [
     "MANO_ROOT_PARENT",
@@ -57,11 +57,11 @@ _KINEMATIC_TO_MANO: tuple[int, ...] = tuple(int(i) for i in np.argsort(MANO_TO_K
 """Handshape kinematic joint k is MANO joint _KINEMATIC_TO_MANO[k]."""
 
 
-class ModelFileError(ValueError):
+class ModelFileError(PickleFileError):
     """A hand model file is unreadable: not a pickle, truncated, or not in the expected layout."""
 
 
-class UnsafePickleError(ModelFileError):
+class UnsafePickleError(ModelFileError, safe_pickle.UnsafePickleError):
     """A pickle names a global that could execute code, so loading it was refused."""
 
 
@@ -115,26 +115,6 @@ class _ChumpyPlaceholder(_Placeholder):
     """Stand-in for any chumpy class."""
 
 
-class _Guarded:
-    """Wraps a whitelisted Python function so that a pickle can call it but not modify it.
-
-    The BUILD opcode sets attributes on whatever object is on the stack, a global included; on a
-    plain function that could rewrite its __defaults__ or __kwdefaults__ for the whole process.
-    Builtin functions and C types are immutable and need no wrapper.
-    """
-
-    __slots__ = ("_func",)
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self._func = func
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
-
-    def __setstate__(self, state: Any) -> None:
-        raise pickle.UnpicklingError(f"pickle tried to modify {self._func.__name__}")
-
-
 def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """Replacement for copyreg._reconstructor (protocol 0/1 and Python 2 pickles of objects).
 
@@ -148,101 +128,37 @@ def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     return cls.__new__(cls)
 
 
-def _safe_latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """Replacement for _codecs.encode, which Python 3 protocol-2 pickles use to store bytes.
-
-    Only the latin-1 round trip that pickle itself emits is honoured; other codecs are refused
-    rather than reasoned about.
-    """
-    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1":
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
-    return obj.encode("latin-1", errors)
-
-
-def _safe_numpy_reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """numpy's _reconstruct, restricted to plain ndarrays (no arbitrary subclass __new__)."""
-    if cls is not np.ndarray:
-        raise pickle.UnpicklingError(f"numpy _reconstruct of {cls!r}")
-    return _NUMPY_RECONSTRUCT(cls, shape, dtype)
-
-
-# Take numpy's own helpers from what numpy itself pickles, so that the module that holds them
-# (numpy.core in 1.x, numpy._core in 2.x) never has to be imported by name.
-_NUMPY_RECONSTRUCT: Callable[..., np.ndarray] = np.zeros(1).__reduce__()[0]
-_NUMPY_SCALAR: Callable[..., Any] = np.float64(0).__reduce__()[0]
-_NUMPY_FROMBUFFER: Callable[..., Any] = np.zeros(1).__reduce_ex__(5)[0]
-
-_NUMPY_MODULES = (
-    "numpy.core.multiarray",
-    "numpy._core.multiarray",
-    "numpy.core._multiarray_umath",
-    "numpy._core._multiarray_umath",
-)
-_NUMPY_NUMERIC_MODULES = ("numpy.core.numeric", "numpy._core.numeric")
-
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(module, "_reconstruct"): _Guarded(_safe_numpy_reconstruct) for module in _NUMPY_MODULES},
-    **{(module, "scalar"): _NUMPY_SCALAR for module in _NUMPY_MODULES},
-    ("copyreg", "_reconstructor"): _Guarded(_safe_reconstructor),
+    **NUMPY_GLOBALS,
+    ("copyreg", "_reconstructor"): guarded(_safe_reconstructor),
     **{
         ("builtins", name): getattr(builtins, name)
         for name in ("object", "set", "frozenset", "bytearray", "bytes", "complex")
     },
-    ("_codecs", "encode"): _Guarded(_safe_latin1_encode),
     ("collections", "OrderedDict"): OrderedDict,
-    # Protocol 5 stores contiguous arrays through _frombuffer.
-    **{(module, "_frombuffer"): _Guarded(_NUMPY_FROMBUFFER) for module in _NUMPY_NUMERIC_MODULES},
 }
 
 
-def _python3_name(module: str, name: str) -> tuple[str, str]:
-    """The Python 3 spelling of a global from a Python 2 pickle (copy_reg, __builtin__, ...).
+def _placeholder_resolver() -> Callable[[str, str], type[_Placeholder] | None]:
+    """Resolve chumpy and scipy sparse classes to inert placeholders (one class per global)."""
+    made: dict[str, type[_Placeholder]] = {}
 
-    The default find_class applies this renaming itself, but an override receives raw names; the
-    table is the one the pickle module uses, and renaming only changes which entry is looked up.
-    """
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        return _compat_pickle.NAME_MAPPING[(module, name)]
-    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only whitelisted globals and placeholders, never imports."""
-
-    def __init__(self, file: Any, path: Path) -> None:
-        # latin1 because MANO files are Python 2 pickles whose str objects hold raw array bytes.
-        super().__init__(file, encoding="latin1")
-        self._path = path
-        self._placeholders: dict[str, type[_Placeholder]] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        stored = f"{module}.{name}"
-        module, name = _python3_name(module, name)
-        allowed = _ALLOWED_GLOBALS.get((module, name))
-        if allowed is not None:
-            return allowed
+    def resolve(module: str, name: str) -> type[_Placeholder] | None:
         # Every sparse format is captured (and refused later if not densifiable): those classes
         # are data containers, so the name only decides the error message, not the safety.
         is_sparse_module = module == "scipy.sparse" or module.startswith("scipy.sparse.")
         if is_sparse_module and name.endswith(("_matrix", "_array")):
-            return self._placeholder(_SparsePlaceholder, module, name)
-        if module == "chumpy" or module.startswith("chumpy."):
-            return self._placeholder(_ChumpyPlaceholder, module, name)
-        renamed = "" if stored == f"{module}.{name}" else f" (stored as '{stored}')"
-        raise UnsafePickleError(
-            f"{self._path}: refusing to unpickle global '{module}.{name}'{renamed}: only numpy "
-            "arrays, scipy sparse matrices and chumpy arrays are allowed in a hand model file"
-        )
-
-    def _placeholder(self, base: type[_Placeholder], module: str, name: str) -> type[_Placeholder]:
+            base: type[_Placeholder] = _SparsePlaceholder
+        elif module == "chumpy" or module.startswith("chumpy."):
+            base = _ChumpyPlaceholder
+        else:
+            return None
         key = f"{module}.{name}"
-        cls = self._placeholders.get(key)
-        if cls is None:
-            cls = type(name, (base,), {"global_name": key})
-            self._placeholders[key] = cls
-        return cls
+        if key not in made:
+            made[key] = type(name, (base,), {"global_name": key})
+        return made[key]
+
+    return resolve
 
 
 def _sparse_to_dense(obj: _SparsePlaceholder, path: Path) -> np.ndarray:
@@ -336,7 +252,7 @@ def safe_load_pickle(path: Path) -> Any:
     """Load a pickle that may only contain numpy arrays, scipy sparse and chumpy arrays.
 
     Sparse matrices come back dense and chumpy variables as their value, both as numpy arrays,
-    without importing scipy or chumpy.
+    without importing scipy or chumpy. The restricted unpickling is `handshape.safe_pickle`'s.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -347,23 +263,25 @@ def safe_load_pickle(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"hand model file not found: {path}")
     try:
-        with path.open("rb") as f:
-            raw = _RestrictedUnpickler(f, path).load()
+        raw = load_restricted(
+            path,
+            _ALLOWED_GLOBALS,
+            _placeholder_resolver(),
+            what="numpy arrays, scipy sparse matrices and chumpy arrays",
+        )
+    except safe_pickle.UnsafePickleError as err:
+        raise UnsafePickleError(str(err)) from err
+    except PickleFileError as err:
+        raise ModelFileError(str(err)) from err
+    try:
         return _convert(raw, path, {})
     except ModelFileError:
         raise
     except RecursionError:
         raise ModelFileError(f"{path}: pickle is nested too deeply") from None
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise ModelFileError(f"{path}: not a valid pickle or truncated ({err})") from err
-    except (
-        ValueError, TypeError, AttributeError, IndexError, KeyError, UnicodeError, OverflowError,
-        MemoryError,
-    ) as err:  # fmt: skip
-        # Garbage bytes make the unpickler fail in many ways; none of them is the caller's fault.
-        raise ModelFileError(
-            f"{path}: not a valid pickle or truncated ({type(err).__name__}: {err})"
-        ) from err
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as err:
+        # Malformed placeholder state fails in many ways; none of them is the caller's fault.
+        raise ModelFileError(f"{path}: malformed pickle ({type(err).__name__}: {err})") from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,20 +472,10 @@ def write_mano(model: HandModelData, path: Path) -> None:
     written next to its destination and renamed into place, so a failure never leaves a partial
     file at `path`.
     """
-    path = Path(path)
     payload = _mano_dict(model)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f, protocol=2)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file owner-only; give the result the usual permissions of a data
-        # file (or keep those of the file being replaced).
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            pickle.dump(payload, handle, protocol=2)
+
+    atomic_write(Path(path), dump, durable=True)

@@ -12,6 +12,7 @@ Fingertip joints are surface vertices, so the 21 joints follow the skin.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -59,6 +60,13 @@ class HandModel(nn.Module):
         from handshape.handmodel.template_builder import load_npz
 
         return cls(load_npz())
+
+    @classmethod
+    def load(cls, mano: str | Path | None = None) -> HandModel:
+        """The official MANO model (or a file in its layout) at `mano`, else handshape's own."""
+        from handshape.handmodel.mano_io import read_mano
+
+        return cls(read_mano(Path(mano))) if mano else cls.default()
 
     @property
     def num_shapes(self) -> int:

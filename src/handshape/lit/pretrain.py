@@ -22,15 +22,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 from pytorch_lightning.loggers import WandbLogger
 
 from handshape import losses
 from handshape.atomic import atomic_write
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, project, to_uvd
-from handshape.geometry.mesh_graph import mesh_hierarchy
-from handshape.handmodel.mano_io import read_mano
+from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import NO_HEAD, HandNet, NetOutput
@@ -68,10 +66,6 @@ def check_topology(cfg: dict[str, Any], data_vertices: int, model_vertices: int)
             "data made with that model (handshape's synthetic data use its own hand; evaluation "
             "does align other topologies)"
         )
-
-
-def load_hand_model(mano: str | None) -> HandModel:
-    return HandModel(read_mano(mano)) if mano else HandModel.default()
 
 
 def prepare_batch(
@@ -139,12 +133,6 @@ def preview_grid(
     return np.concatenate([top, bottom], axis=0)
 
 
-def lift_prediction(uvd: torch.Tensor, gt: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-    """Predicted uvd (B, N, 3) -> camera-frame metres, with the ground-truth root depth, hand
-    scale and intrinsics of a prepared batch (the paper's test-time assumption)."""
-    return from_uvd(uvd, gt["K"], gt["root"][:, 2], gt["scale"], size)
-
-
 class PretrainModule(pl.LightningModule):
     """The network plus the losses and metrics of one pretraining stage.
 
@@ -158,10 +146,9 @@ class PretrainModule(pl.LightningModule):
             raise ValueError(f"unknown stage '{stage}' (expected one of {STAGES})")
         self.save_hyperparameters({"cfg": cfg, "stage": stage})
         self.cfg, self.stage = cfg, stage
-        model = load_hand_model(cfg["handmodel"]["mano"])
+        self.net = HandNet.from_config(cfg)
+        model = HandModel.load(cfg["handmodel"]["mano"])
         faces = model.data.faces
-        hierarchy = mesh_hierarchy(faces, model.num_vertices, levels=cfg["model"]["graph_levels"])
-        self.net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, model)
         if stage not in stages_for(cfg["model"]):
             raise ValueError(
                 f"stage '{stage}' does not belong to this network (its stages: "
@@ -175,8 +162,8 @@ class PretrainModule(pl.LightningModule):
         elif self.net.has_mesh and self.net.latent_pose is not None:
             self.net.latent_pose.requires_grad_(False)
         self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
-        self.register_buffer("edges", losses.mesh_edges(faces), persistent=False)
-        self.laplacian = losses.uniform_laplacian(faces, model.num_vertices)
+        self.register_buffer("edges", mesh_edges(faces), persistent=False)
+        self.laplacian = uniform_laplacian(faces, model.num_vertices)
         self.weights = cfg["train"]["loss_weights"]
         self._val_errors: list[np.ndarray] = []
 
@@ -206,7 +193,8 @@ class PretrainModule(pl.LightningModule):
         return self.net(image)
 
     def lift(self, uvd: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
-        return lift_prediction(uvd, gt, self.net.input_size)
+        """Predicted uvd (B, N, 3) -> camera metres with the batch's root depth and scale."""
+        return from_uvd(uvd, gt["K"], gt["root"][:, 2], gt["scale"], self.net.input_size)
 
     def _normalised(self, xyz: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
         return (xyz - gt["root"][:, None]) / gt["scale"][:, None, None]
@@ -278,10 +266,10 @@ class PretrainModule(pl.LightningModule):
             joints = self.lift(self.net.pose_regressor(gt["vertices_uvd"]), gt)
             return {"joints": joints}
         out = self.net(gt["image"])
-        pred = {"joints": self.lift(self._stage_joints(out), gt)}
-        if out.vertices is not None:
-            pred["vertices"] = self.lift(out.vertices, gt)
-        return pred
+        lifted = self.net.lift(
+            out._replace(joints=self._stage_joints(out)), gt["K"], gt["root"][:, 2], gt["scale"]
+        )
+        return {k: v for k, v in lifted._asdict().items() if v is not None}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])

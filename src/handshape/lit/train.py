@@ -9,6 +9,7 @@ schedule included).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,12 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from handshape.atomic import atomic_write, atomic_write_text
-from handshape.data.datamodules import SyntheticDataModule
-from handshape.data.synth.reader import SyntheticDataset
-from handshape.lit.pretrain import (
-    TRAINED_BY,
-    PretrainModule,
-    check_topology,
-    load_hand_model,
-    stages_for,
-)
+from handshape.data.registry import build_datamodule
+from handshape.handmodel.model import HandModel
+from handshape.lit.pretrain import TRAINED_BY, PretrainModule, check_topology, stages_for
 from handshape.lit.reuse import check_reusable, done_steps
+
+logger = logging.getLogger(__name__)
 
 
 def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
@@ -63,7 +60,7 @@ def train_stage(
     cfg: dict[str, Any],
     stage: str,
     out: Path,
-    data: SyntheticDataModule,
+    data: pl.LightningDataModule,
     init: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
 ) -> Path:
@@ -145,7 +142,7 @@ def run_pretraining(
 
     With ``stages`` given, only those of the network's stages train, and the bundle is
     written only if they include its last stage (a study trains the stages its variants share
-    once, see `handshape.ablation`)."""
+    once, see `handshape.studies`)."""
     cfg = OmegaConf.to_container(config, resolve=True)
     assert isinstance(cfg, dict)
     schedule = stages_for(cfg["model"])
@@ -153,9 +150,11 @@ def run_pretraining(
     for stage in todo:
         if "steps" not in (cfg["train"]["stages"].get(stage) or {}):
             raise ValueError(f"train.stages.{stage}.steps is missing from the config")
+    data = build_datamodule(cfg)
     if "pose_regressor" in schedule:  # a mesh to train: refuse another topology before training
-        sample = SyntheticDataset(Path(cfg["data"]["root"]) / "train", train=False)[0]
-        model = load_hand_model(cfg["handmodel"]["mano"])
+        data.setup("fit")
+        sample = data.train_set[0]
+        model = HandModel.load(cfg["handmodel"]["mano"])
         check_topology(cfg, int(sample["vertices"].shape[0]), model.num_vertices)
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
@@ -165,14 +164,6 @@ def run_pretraining(
         # with the workers make a training step several times slower (measured 10x on 2 cores).
         cores = os.cpu_count() or 1
         torch.set_num_threads(max(1, cores - int(cfg["train"]["num_workers"])))
-    data = SyntheticDataModule(
-        Path(cfg["data"]["root"]),
-        batch_size=cfg["train"]["batch_size"],
-        num_workers=cfg["train"]["num_workers"],
-        backgrounds=cfg["data"]["backgrounds"],
-        augmentation=cfg["data"]["augmentation"],
-        seed=int(cfg["train"]["seed"]),
-    )
     # The end-to-end stage starts from the parts trained before it; the transfer stage from the
     # end-to-end network (its best checkpoint, the one a bundle would hold).
     init: dict[str, torch.Tensor] = {}
@@ -186,9 +177,9 @@ def run_pretraining(
         if stage not in todo and not done:
             continue
         if done:
-            print(f"[pretrain] stage '{stage}' already done ({last})")
+            logger.info("stage '%s' already done (%s)", stage, last)
         else:
-            print(f"[pretrain] stage '{stage}': {cfg['train']['stages'][stage]['steps']} steps")
+            logger.info("stage '%s': %s steps", stage, cfg["train"]["stages"][stage]["steps"])
             start = init if stage in ("full", "transfer") else None
             last = train_stage(cfg, stage, out, data, start, progress)
             saved = None  # the checkpoint changed: read it again below

@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from handshape.geometry.camera import from_uvd
 from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.encoder import ResidualEncoder
 from handshape.nets.heads import build_head
@@ -43,6 +46,13 @@ class NetOutput(NamedTuple):
     vertices: torch.Tensor | None  # (B, N, 3) uvd; None for a pose-only network
     joints: torch.Tensor  # (B, 21, 3) uvd: the network's answer (from model.pose_from)
     mesh_joints: torch.Tensor | None  # (B, 21, 3) uvd regressed from the vertices; None if no mesh
+
+
+class CameraHand(NamedTuple):
+    """A network's answer in the camera frame (metres)."""
+
+    vertices: torch.Tensor | None  # (B, N, 3); None for a pose-only network
+    joints: torch.Tensor  # (B, 21, 3)
 
 
 class HandNet(nn.Module):
@@ -108,6 +118,32 @@ class HandNet(nn.Module):
             self.latent_pose = LatentPoseRegressor(
                 cfg.encoder.latent_dim, num_joints, **_plain(cfg.get("latent_pose"))
             )
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> HandNet:
+        """The network of a resolved experiment config (its `model` and `handmodel` sections):
+        the one way every command builds a network."""
+        hand = HandModel.load(cfg["handmodel"]["mano"])
+        model = cfg["model"]
+        hierarchy = mesh_hierarchy(hand.data.faces, hand.num_vertices, levels=model["graph_levels"])
+        return cls(OmegaConf.create(model), hierarchy, hand)
+
+    def lift(
+        self,
+        out: NetOutput,
+        K: torch.Tensor,
+        root_depth: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> CameraHand:
+        """The output's mesh and joints in the camera frame, given what the paper assumes known
+        at test time: K (B, 3, 3) of the network's input crop, the root's depth (B,) and the hand
+        scale (B,), in metres."""
+
+        def lifted(uvd: torch.Tensor) -> torch.Tensor:
+            return from_uvd(uvd, K, root_depth, scale, self.input_size)
+
+        vertices = None if out.vertices is None else lifted(out.vertices)
+        return CameraHand(vertices, lifted(out.joints))
 
     @property
     def has_mesh(self) -> bool:

@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from handshape.cli import main
+from handshape.config import PACKAGE_CONFIGS
 from handshape.data.synth import generate as gen
 from handshape.data.synth.generate import DEPTH_UNIT, Plan, generate, joint_visibility
 from handshape.data.synth.reader import SyntheticShards
@@ -27,7 +28,7 @@ from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
 
 REPO = Path(__file__).resolve().parents[3]
-CONFIG_PATH = REPO / "configs" / "data" / "synthetic.yaml"
+CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
 SIZE = 96
 SHARD_SIZE = 4
 NUM = 10  # three shards: 4 + 4 + 2

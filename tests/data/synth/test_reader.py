@@ -13,13 +13,14 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from handshape.config import PACKAGE_CONFIGS
 from handshape.data.synth.generate import DEPTH_UNIT, Plan, generate
 from handshape.data.synth.reader import LABEL_KEYS, SyntheticDataset, SyntheticShards
 from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
 
 REPO = Path(__file__).resolve().parents[3]
-CONFIG_PATH = REPO / "configs" / "data" / "synthetic.yaml"
+CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
 SIZE = 64
 NUM = 10  # shards of 4, 4 and 2 samples
 FLAT_PNG = [(200, 30, 30), (20, 180, 40), (30, 60, 220)]
@@ -91,7 +92,7 @@ def test_out_of_range_index_is_refused(folder: Path, index: int) -> None:
 
 
 def test_a_folder_without_data_says_how_to_make_it(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"manifest\.json.*handshape synth"):
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json.*no synthetic data here"):
         SyntheticShards(tmp_path / "train")
 
 

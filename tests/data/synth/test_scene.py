@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from handshape.config import PACKAGE_CONFIGS
 from handshape.data.synth.scene import (
     SPLITS,
     Scene,
@@ -21,7 +22,7 @@ from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary
 
 REPO = Path(__file__).resolve().parents[3]
-CONFIG_PATH = REPO / "configs" / "data" / "synthetic.yaml"
+CONFIG_PATH = PACKAGE_CONFIGS / "data" / "synthetic.yaml"
 PER_SPLIT = 200
 
 

@@ -201,7 +201,7 @@ def prepare(plan: Plan, model: HandModel) -> None:
         if differ:
             raise ValueError(
                 f"{manifest_path}: this folder holds a data set made with other settings "
-                f"(different: {', '.join(differ)}); use another --out or the same settings"
+                f"(different: {', '.join(differ)}); use another output folder or the same settings"
             )
         return
     _write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(wanted, indent=1)))

@@ -39,8 +39,8 @@ class SyntheticShards:
             self.manifest = json.loads(manifest_path.read_text())
         except FileNotFoundError as err:
             raise FileNotFoundError(
-                f"{manifest_path}: no synthetic data here (make it with `handshape synth "
-                f"--out {self.folder.parent} --split {self.folder.name} --num N`)"
+                f"{manifest_path}: no synthetic data here (the generator writes a split's "
+                "manifest.json; make the data with the synthetic generator first)"
             ) from err
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{manifest_path}: unreadable manifest ({err})") from err
@@ -76,7 +76,7 @@ class SyntheticShards:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(
                 f"{path}: corrupt shard ({err}); delete it and rerun the same "
-                f"`handshape synth` command to regenerate it"
+                "generation to regenerate it"
             ) from err
         self._cache[k] = arrays
         while len(self._cache) > self._cache_shards:

@@ -1,0 +1,88 @@
+"""The package's structure: imports flow one way, from the joint convention up to the command
+line, and no module imports one that (directly or not) imports it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import handshape
+
+SRC = Path(handshape.__file__).resolve().parent
+
+# Each top-level part of the package and its layer: a module may import its own layer and
+# the layers below, never one above.
+LAYERS: dict[str, int] = {
+    "joints": 0, "atomic": 0, "config": 0, "safe_pickle": 0,
+    "geometry": 1,
+    "handmodel": 2,
+    "render": 3, "data": 3,
+    "nets": 4,
+    "losses": 5, "metrics": 5, "protocols": 5, "predictions": 5, "published": 5,
+    "pck_figure": 5,
+    "lit": 6,
+    "evaluate": 7, "predict": 7, "export": 7,
+    "pipeline": 8, "figures": 8, "studies": 9,
+    "cli": 10,
+}  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Every handshape module -> the handshape modules it imports (at any depth in the file)."""
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        name = module_name(path)
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+        graph[name] = {t for t in targets if t.startswith("handshape.") and t != name}
+    return graph
+
+
+def part(module: str) -> str:
+    return module.split(".")[1] if "." in module else module
+
+
+def test_every_part_of_the_package_has_a_layer() -> None:
+    parts = {part(m) for m in imports() if m != "handshape"}
+    assert parts <= set(LAYERS), f"give these a layer: {sorted(parts - set(LAYERS))}"
+
+
+def test_imports_never_point_up_a_layer() -> None:
+    upward = [
+        f"{source} -> {target}"
+        for source, targets in imports().items()
+        for target in targets
+        if source != "handshape" and LAYERS[part(target)] > LAYERS[part(source)]
+    ]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_no_import_cycles() -> None:
+    graph = imports()
+    # A module importing a package imports its __init__ too; resolve names to known modules.
+    known = {m: {t for t in ts if t in graph} for m, ts in graph.items()}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(known[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in sorted(known):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(cycles)
