@@ -218,6 +218,13 @@ class OnnxHandNet:
         """(B, 3, S, S) float32 array -> the outputs as numpy arrays, in output order."""
         return self.session.run(None, {"image": image})
 
+    def lift(
+        self, out: Any, K: torch.Tensor, root_depth: torch.Tensor, scale: torch.Tensor
+    ) -> Any:
+        """The output in the camera frame: `HandNet.lift` itself (it reads only input_size),
+        so that both backends place the hand by the same function."""
+        return HandNet.lift(self, out, K, root_depth, scale)  # type: ignore[arg-type]
+
     def __call__(self, image: torch.Tensor) -> ExportedOutput:
         outputs = dict(zip(self.names, self.run(image.float().numpy()), strict=True))
         vertices = outputs.get("vertices")
