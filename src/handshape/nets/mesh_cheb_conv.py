@@ -38,7 +38,10 @@ __all__ = ["MeshChebConv", "chebyshev_filter"]
 
 def _spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A @ x for a sparse CSR A. Through addmm with beta = 0: on the CPU (torch 2.13)
-    `torch.sparse.mm` takes a path about 4x slower than addmm's for (1280, 1024) operands."""
+    `torch.sparse.mm` takes a path about 4x slower than addmm's for (1280, 1024) operands.
+    Elsewhere (cuSPARSE) the plain product, which needs no broadcast input."""
+    if a.device.type != "cpu":
+        return torch.sparse.mm(a, x)
     zero = x.new_zeros(1, 1).expand(a.shape[0], x.shape[1])
     return torch.addmm(zero, a, x, beta=0)
 
