@@ -186,13 +186,31 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from handshape.evaluate import load_network
     from handshape.predict import predict_image
 
-    try:
-        net, cfg = load_network(args.checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        raise ValueError(f"--checkpoint: {err}") from err
+    if args.backend == "onnxruntime":
+        from handshape.export import OnnxHandNet
+
+        try:
+            net = OnnxHandNet(args.checkpoint)
+        except ImportError as err:
+            raise SystemExit(f"error: {err}") from None
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--checkpoint: {err}") from err
+        if net.config is None:
+            raise ValueError(
+                f"--checkpoint: {args.checkpoint}: no handshape config in its metadata"
+            )
+        cfg = net.config
+    else:
+        from handshape.evaluate import load_network
+        from handshape.nets.inference import for_inference
+
+        try:
+            net, cfg = load_network(args.checkpoint)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--checkpoint: {err}") from err
+        net = for_inference(net)
     for image in args.images:
         paths = predict_image(
             net,
@@ -206,6 +224,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
             mesh_format=args.format,
         )
         print(f"{image}: " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from handshape.evaluate import load_network
+    from handshape.export import export_network
+
+    net, cfg = load_network(args.checkpoint)
+    try:
+        error = export_network(net, cfg, args.out, args.format)
+    except ImportError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"wrote {args.out} ({args.format}; max uvd difference to PyTorch {error:.1e})")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -401,7 +431,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-depth", type=float, default=0.5, help="wrist depth in metres")
     p.add_argument("--hand-scale", type=float, help="|J9 - J10| in metres (default: the model's)")
     p.add_argument("--format", choices=("ply", "obj"), default="ply")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch (a bundle or .ckpt) or onnxruntime (a .onnx file from `handshape export`)",
+    )
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="the network as ONNX or TorchScript, checked against PyTorch",
+        description="Export a trained network (image batch -> joints and vertices in uvd) and "
+        "check that the exported model reproduces PyTorch's output before keeping it.",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="a bundle folder or a .ckpt")
+    p.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    p.add_argument("--out", type=Path, required=True, help="the file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="mesh/pose error, 3D PCK and AUC of a trained network")
     p.add_argument(

@@ -156,9 +156,13 @@ def laplacian_loss(pred: torch.Tensor, gt: torch.Tensor, laplacian: torch.Tensor
         Scalar: per sample, the squared norms summed over vertices; then the mean over the batch.
     """
     b, n, c = pred.shape
-    d = (gt - pred).permute(1, 0, 2).reshape(n, b * c)  # (N, B*3)
-    lap = laplacian.to(device=pred.device, dtype=pred.dtype)
-    ld = torch.sparse.mm(lap, d) if lap.is_sparse else lap @ d
+    # Sparse products have no half-precision autocast path (backward fails on mixed types):
+    # float32 (or float64) here, whatever the surrounding autocast.
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    d = (gt - pred).permute(1, 0, 2).reshape(n, b * c).to(dtype)  # (N, B*3)
+    lap = laplacian.to(device=pred.device, dtype=dtype)
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        ld = torch.sparse.mm(lap, d) if lap.is_sparse else lap @ d
     return ld.square().sum() / b
 
 

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from handshape.geometry.camera import uv_to_pixels
 from handshape.handmodel.model import HandModel
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
+
+if TYPE_CHECKING:
+    from handshape.export import OnnxHandNet
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,9 @@ def _read_image(path: Path) -> Image.Image:
         raise ValueError(f"{path}: not a readable image ({err})") from err
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_image(
-    net: HandNet,
+    net: HandNet | OnnxHandNet,
     cfg: dict[str, Any],
     image_path: Path,
     out: Path,

@@ -62,7 +62,6 @@ def test_mesh_cheb_conv_matches_torch_geometric_cheb_conv(
     with torch.no_grad():
         conv.bias.normal_()
         reference.bias.copy_(conv.bias)
-    assert conv.fuse  # L~ x runs as one sparse-dense product
     x = torch.randn(3, hierarchy.num_slots[level], 5, dtype=torch.float64)
     lambda_max = torch.tensor(hierarchy.lambda_max[level], dtype=torch.float64)
     expected = torch.stack(
@@ -211,8 +210,10 @@ def test_head_runs_in_float64(hierarchy: MeshHierarchy) -> None:
 # ---- fake nodes -----------------------------------------------------------------------------
 
 
-def _fake_mask(hierarchy: MeshHierarchy, level: int) -> torch.Tensor:
-    return torch.from_numpy(~hierarchy.is_real[level]).view(1, -1, 1)
+def _fake_mask(hierarchy: MeshHierarchy, level: int, node_dim: int = -2) -> torch.Tensor:
+    """True at fake slots, shaped to broadcast against (B, S_l, C), or (S_l, B, C) if node_dim=0."""
+    fake = torch.from_numpy(~hierarchy.is_real[level])
+    return fake.view(-1, 1, 1) if node_dim == 0 else fake.view(1, -1, 1)
 
 
 def test_fake_nodes_never_reach_real_outputs(hierarchy: MeshHierarchy) -> None:
@@ -223,7 +224,7 @@ def test_fake_nodes_never_reach_real_outputs(hierarchy: MeshHierarchy) -> None:
     clean = head(latent)
 
     def corrupt(module: MeshChebConv, args, output: torch.Tensor) -> torch.Tensor:
-        fake = _fake_mask(hierarchy, module.level)
+        fake = _fake_mask(hierarchy, module.level, module.node_dim)
         assert fake.any()  # levels 0-3 of the hand hierarchy all have fake slots
         return torch.where(fake, 1e6 * torch.randn_like(output), output)
 
@@ -243,6 +244,7 @@ def test_real_outputs_have_no_gradient_at_fake_nodes(hierarchy: MeshHierarchy) -
     captured: list[tuple[int, torch.Tensor]] = []
 
     def capture(module: MeshChebConv, args) -> None:
+        assert module.node_dim == 0  # the head runs node-major: (S_l, B, C)
         captured.append((module.level, args[0]))
 
     handles = [conv.register_forward_pre_hook(capture) for conv in head.convs]
@@ -254,7 +256,7 @@ def test_real_outputs_have_no_gradient_at_fake_nodes(hierarchy: MeshHierarchy) -
     grads = torch.autograd.grad(vertices.square().sum(), [x for _, x in captured])
     assert sorted({level for level, _ in captured}) == [0, 2]
     for (level, _), grad in zip(captured, grads, strict=True):
-        fake = _fake_mask(hierarchy, level).expand_as(grad)
+        fake = _fake_mask(hierarchy, level, node_dim=0).expand_as(grad)
         assert torch.count_nonzero(grad[fake]) == 0
         assert torch.count_nonzero(grad[~fake]) > 0
 

@@ -529,21 +529,23 @@ class MeshHierarchy:
         key = (name, level, device)
         cached = self._tensors.get(key)
         if cached is None:
-            slots = self.tree.slots[level]
-            if name == "pad":
-                # Fake slots point one past the last vertex, at the zero row pad_signal appends.
-                array = np.where(slots >= 0, slots, self.num_vertices)
-                cached = torch.as_tensor(array, dtype=torch.long)
-            elif name == "unpad":
-                real_slots = np.flatnonzero(slots >= 0)
-                slot_of = np.empty(self.num_vertices, dtype=np.int64)
-                slot_of[slots[real_slots]] = real_slots
-                cached = torch.from_numpy(slot_of)
-            else:
-                cached = torch.from_numpy(slots >= 0)
-            cached = cached.to(device)
+            with torch.inference_mode(False):  # a cached inference tensor would break training
+                cached = self._build_tensor(name, level, device)
             self._tensors[key] = cached
         return cached
+
+    def _build_tensor(self, name: str, level: int, device: torch.device) -> torch.Tensor:
+        slots = self.tree.slots[level]
+        if name == "pad":
+            # Fake slots point one past the last vertex, at the zero row pad_signal appends.
+            array = np.where(slots >= 0, slots, self.num_vertices)
+            return torch.as_tensor(array, dtype=torch.long).to(device)
+        if name == "unpad":
+            real_slots = np.flatnonzero(slots >= 0)
+            slot_of = np.empty(self.num_vertices, dtype=np.int64)
+            slot_of[slots[real_slots]] = real_slots
+            return torch.from_numpy(slot_of).to(device)
+        return torch.from_numpy(slots >= 0).to(device)
 
     def _check_level(self, level: int) -> None:
         if not 0 <= level <= self.levels:

@@ -157,10 +157,12 @@ def overlay_row(
     (B, 21, 3) drawn on them."""
     images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
     K = gt["K"][:count]
-    j_px = project(joints[:count].float(), K).detach().cpu().numpy()
+    # .float() after projecting too: under bf16 autocast the projection comes back in bf16,
+    # which numpy cannot hold.
+    j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
     v_px: Any = [None] * len(images)
     if vertices is not None:
-        v_px = project(vertices[:count].float(), K).detach().cpu().numpy()
+        v_px = project(vertices[:count].float(), K).detach().float().cpu().numpy()
     tiles = [draw_mesh_overlay(i, v, faces, j) for i, v, j in zip(images, v_px, j_px, strict=True)]
     return np.concatenate(tiles, axis=1)
 

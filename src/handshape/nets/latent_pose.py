@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from handshape.nets.heads.graphcnn import LatentBatchNorm
+from handshape.nets.latent_batch_norm import LatentBatchNorm
 
 __all__ = ["LatentPoseRegressor"]
 

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from handshape.geometry.graclus import MeshHierarchy
-from handshape.nets.heads.graphcnn import MeshChebConv, Stage, validate_stages
+from handshape.nets.mesh_cheb_conv import MeshChebConv
+from handshape.nets.stages import Stage, validate_stages
 
 __all__ = ["PAPER_POSE_STAGES", "PoseRegressor"]
 
@@ -38,7 +39,10 @@ PAPER_POSE_STAGES: tuple[Stage, ...] = ((2, (32, 32)), (2, (64, 64)))
 
 
 class _Pool(nn.Module):
-    """Mean of the real children of every slot, ``times`` levels up (no parameters)."""
+    """Mean of the real children of every slot, ``times`` levels up (no parameters).
+
+    Node-major: (S_l, B, C) -> (S_{l + times}, B, C).
+    """
 
     def __init__(self, hierarchy: MeshHierarchy, level_from: int, times: int) -> None:
         super().__init__()
@@ -49,7 +53,8 @@ class _Pool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.times:
             return x
-        return self.hierarchy.pool(x, self.level_from, self.times, reduce="mean")
+        out = self.hierarchy.pool(x.flatten(1), self.level_from, self.times, reduce="mean")
+        return out.view(out.shape[0], *x.shape[1:])
 
     def extra_repr(self) -> str:
         return f"level_from={self.level_from}, times={self.times} (/{2**self.times}), mean"
@@ -92,10 +97,13 @@ class PoseRegressor(nn.Module):
         level, channels = 0, in_channels
         for times, conv_channels in self.stages:
             for c in conv_channels:
-                layers.append(MeshChebConv(hierarchy, level, channels, c, K=K, bias=bias))
+                layers.append(
+                    MeshChebConv(hierarchy, level, channels, c, K=K, bias=bias, node_dim=0)
+                )
                 channels = c
             layers.append(_Pool(hierarchy, level, times))
             level += times
+        # Node-major inside, (S_l, B, C), as in the Graph CNN head.
         self.graph = nn.Sequential(*layers)
         self.out_level = level
         self.out_features = channels
@@ -114,9 +122,23 @@ class PoseRegressor(nn.Module):
         expected = (self.hierarchy.num_slots[0], self.in_channels)
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected (B, {expected[0]}, {expected[1]}), got {tuple(x.shape)}")
-        features = self.graph(x)
-        return self.fc(features.flatten(1)).view(-1, self.num_joints, 3)
+        return self._regress(x.transpose(0, 1))
 
     def forward(self, vertices: torch.Tensor) -> torch.Tensor:
         """(B, N, in_channels) vertices in the mesh's vertex order (uvd) -> (B, J, 3) joints."""
-        return self.forward_padded(self.hierarchy.pad_signal(vertices))
+        if vertices.dim() != 3 or vertices.shape[2] != self.in_channels:
+            raise ValueError(
+                f"expected (B, {self.hierarchy.num_vertices}, {self.in_channels}), "
+                f"got {tuple(vertices.shape)}"
+            )
+        b = vertices.shape[0]
+        # Pad straight into the node-major layout: (N, B * C) -> (S_0, B * C).
+        padded = self.hierarchy.pad_signal(
+            vertices.transpose(0, 1).reshape(-1, b * self.in_channels)
+        )
+        return self._regress(padded.view(-1, b, self.in_channels))
+
+    def _regress(self, x: torch.Tensor) -> torch.Tensor:
+        """(S_0, B, in_channels) node-major -> (B, J, 3)."""
+        features = self.graph(x)  # (S_out, B, C)
+        return self.fc(features.transpose(0, 1).flatten(1)).view(-1, self.num_joints, 3)

@@ -35,12 +35,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import ChebConv
 
 from handshape.geometry.graclus import MeshHierarchy
+from handshape.nets.latent_batch_norm import LatentBatchNorm
+from handshape.nets.mesh_cheb_conv import MeshChebConv
+from handshape.nets.node_batch_norm import NodeBatchNorm
+from handshape.nets.stages import Stage, validate_stages
 
+# The layers and the stage spec live in their own modules; they are re-exported here so that
+# `from handshape.nets.heads.graphcnn import MeshChebConv` keeps working.
 __all__ = [
     "ONE_LEVEL_STAGES",
     "PAPER_STAGES",
@@ -52,165 +56,15 @@ __all__ = [
     "validate_stages",
 ]
 
-# (levels to upsample (head) or pool (pose regressor) by, output channels of each convolution)
-Stage = tuple[int, tuple[int, ...]]
-
 PAPER_STAGES: tuple[Stage, ...] = ((2, (64, 32)), (2, (32,)))
 ONE_LEVEL_STAGES: tuple[Stage, ...] = ((1, (64,)), (1, (32,)), (1, (16,)), (1, (8,)))
 
 
-def validate_stages(stages: Sequence[Stage], levels: int) -> tuple[Stage, ...]:
-    """Normalise ``stages`` to tuples and check them against a hierarchy of ``levels`` levels.
-
-    Returns:
-        The stages as a tuple of ``(int, tuple[int, ...])``.
-
-    Raises:
-        ValueError: a negative level count, a non-positive channel count, no stage at all, or
-            more levels in total than the hierarchy has.
-    """
-    out: list[Stage] = []
-    for stage in stages:
-        try:
-            times, channels = stage
-            times = int(times)
-            channels = tuple(int(c) for c in channels)
-        except (TypeError, ValueError):
-            raise ValueError(f"a stage must be (levels, (channels, ...)), got {stage!r}") from None
-        if times < 0:
-            raise ValueError(f"a stage must move a non-negative number of levels, got {times}")
-        if any(c <= 0 for c in channels):
-            raise ValueError(f"channel counts must be positive, got {channels}")
-        out.append((times, channels))
-    if not out:
-        raise ValueError("at least one stage is needed")
-    total = sum(times for times, _ in out)
-    if total > levels:
-        raise ValueError(f"the stages span {total} levels but the hierarchy has only {levels}")
-    return tuple(out)
-
-
-class MeshChebConv(ChebConv):
-    """`torch_geometric.nn.ChebConv` bound to one level of a `MeshHierarchy`.
-
-    The graph is the level's padded graph (fake nodes isolated), the normalisation "sym" and the
-    scale the hierarchy's precomputed lambda_max, passed to ChebConv as a tensor. ChebConv's
-    recursion, weights and initialisation are used unchanged; two things are specialised for a
-    graph that never changes and a batch of signals that all live on it:
-
-    - the rescaled Laplacian L~ = 2 L / lambda_max - I is computed once, by ChebConv's own
-      normalisation, and kept as (non-persistent) buffers that follow ``.to(device)``; ChebConv
-      would otherwise recompute it at every call (about as costly as the convolution on CPU);
-    - L~ x is one sparse-dense product (PyG's fused ``message_and_aggregate`` hook) with the
-      batch folded into the columns, x of shape (B, S_l, C) -> (S_l, B * C), instead of gathering
-      and scattering B * E messages. No block-diagonal edge_index is ever built.
-
-    Fake nodes are isolated, so they never exchange values with real nodes. (PyG's Laplacian
-    gives an isolated node L_ii = 1 where `normalized_laplacian` has 0; this only changes the
-    values at fake nodes, which no real node reads.)
-    """
-
-    def __init__(
-        self,
-        hierarchy: MeshHierarchy,
-        level: int,
-        in_channels: int,
-        out_channels: int,
-        K: int = 3,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(in_channels, out_channels, K, normalization="sym", bias=bias)
-        if not 0 <= level <= hierarchy.levels:
-            raise ValueError(f"level must lie in [0, {hierarchy.levels}], got {level}")
-        self.level = level
-        self.num_nodes = hierarchy.num_slots[level]
-        with torch.no_grad():
-            lap_index, lap_weight = super().__norm__(
-                hierarchy.edge_index[level],
-                self.num_nodes,
-                hierarchy.edge_weight[level].to(torch.float64),
-                "sym",
-                torch.tensor(hierarchy.lambda_max[level], dtype=torch.float64),
-                dtype=torch.float64,
-            )
-        self.register_buffer("lap_index", lap_index.contiguous(), persistent=False)
-        self.register_buffer("lap_weight", lap_weight.contiguous(), persistent=False)
-        # Sparse (S_l, S_l) copies of L~ per (device, dtype), built from the buffers on first use.
-        self._lap_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def laplacian(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The rescaled Laplacian as a coalesced sparse COO (S_l, S_l) tensor (symmetric)."""
-        key = (self.lap_weight.device, dtype)
-        lap = self._lap_cache.get(key)
-        if lap is None:
-            # Outside inference mode, so that a matrix first built during evaluation can still
-            # be saved for backward by a later training step.
-            with torch.inference_mode(False), torch.no_grad():
-                lap = torch.sparse_coo_tensor(
-                    self.lap_index.clone(),
-                    self.lap_weight.to(dtype),
-                    (self.num_nodes, self.num_nodes),
-                    check_invariants=True,
-                ).coalesce()
-            self._lap_cache[key] = lap
-        return lap
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        # .to() / .double() / .cuda() replace the buffers: forget the matrices built from them.
-        self._lap_cache = {}
-        return super()._apply(fn, recurse)
-
-    def __norm__(
-        self,
-        edge_index: torch.Tensor,
-        num_nodes: int | None,
-        edge_weight: torch.Tensor | None,
-        normalization: str | None,
-        lambda_max: torch.Tensor | None = None,
-        dtype: torch.dtype | None = None,
-        batch: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Called by ChebConv.forward: hand it the precomputed L~ as a sparse matrix, which makes
-        # `propagate` take the fused path below. The weights are returned in the matrix's own
-        # entry order, so PyG's unfused message path (e.g. under explain) stays consistent.
-        lap = self.laplacian(_sparse_dtype(dtype))
-        return lap, lap._values()
-
-    def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """L~ x for x of shape (B, S_l, C), as one sparse-dense matrix product."""
-        b, s, c = x.shape
-        cols = x.transpose(0, 1).reshape(s, b * c).to(adj_t.dtype)
-        # Half-precision sparse products are poorly supported: keep L~ x in the matrix's dtype.
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = torch.sparse.mm(adj_t, cols)
-        return out.view(s, b, c).transpose(0, 1).to(x.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """(..., S_l, C_in) -> (..., S_l, C_out)."""
-        if x.dim() < 2 or x.shape[-2] != self.num_nodes or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"level {self.level} convolution expects (..., {self.num_nodes}, "
-                f"{self.in_channels}), got {tuple(x.shape)}"
-            )
-        lead = x.shape[:-2]
-        flat = x.reshape(-1, self.num_nodes, self.in_channels)
-        out = super().forward(flat, self.lap_index)
-        return out.reshape(*lead, self.num_nodes, self.out_channels)
-
-    def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"K={len(self.lins)}, level={self.level}, nodes={self.num_nodes})"
-        )
-
-
-def _sparse_dtype(dtype: torch.dtype | None) -> torch.dtype:
-    """float64 stays float64; everything else (float32, half types under autocast) uses float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 class _Upsample(nn.Module):
-    """Copy every node's features to its children ``times`` levels down (no parameters)."""
+    """Copy every node's features to its children ``times`` levels down (no parameters).
+
+    Node-major: (S_l, B, C) -> (S_{l - times}, B, C).
+    """
 
     def __init__(self, hierarchy: MeshHierarchy, times: int) -> None:
         super().__init__()
@@ -218,45 +72,15 @@ class _Upsample(nn.Module):
         self.times = times
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hierarchy.upsample(x, self.times) if self.times else x
+        if not self.times:
+            return x
+        # Children of slot s are slots s * r ... s * r + r - 1 (`MeshHierarchy.upsample`); an
+        # expanded view copied once is much cheaper than an index_select and its scatter_add.
+        r = 2**self.times
+        return x.unsqueeze(1).expand(x.shape[0], r, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
     def extra_repr(self) -> str:
         return f"times={self.times} (x{2**self.times})"
-
-
-class LatentBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d that normalises a training batch of one with its running statistics instead
-    of failing (a lone sample has no batch variance), e.g. when fine-tuning one capture at a
-    time. (B, C) -> (B, C)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        return super().forward(x)
-
-
-class NodeBatchNorm(nn.Module):
-    """Batch normalisation of per-node features over the batch and the real nodes of one level.
-
-    Fake slots are set to 0 and excluded from the statistics, so that they cannot influence real
-    nodes through the batch mean and variance. (B, S_l, C) -> (B, S_l, C).
-    """
-
-    def __init__(self, hierarchy: MeshHierarchy, level: int, channels: int) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(channels)
-        real = torch.as_tensor(hierarchy.is_real[level])
-        self.register_buffer("real", torch.nonzero(real).flatten(), persistent=False)
-        self.num_nodes = int(real.numel())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, s, c = x.shape
-        real = x[:, self.real].reshape(-1, c)
-        out = x.new_zeros(b, s, c)
-        out[:, self.real] = self.norm(real).view(b, -1, c)
-        return out
 
 
 class GraphCNNHead(nn.Module):
@@ -318,18 +142,24 @@ class GraphCNNHead(nn.Module):
             level -= times
             layers.append(_Upsample(hierarchy, times))
             for c in conv_channels:
-                layers.append(MeshChebConv(hierarchy, level, channels, c, K=K, bias=not batch_norm))
+                layers.append(
+                    MeshChebConv(
+                        hierarchy, level, channels, c, K=K, bias=not batch_norm, node_dim=0
+                    )
+                )
                 if batch_norm:
-                    layers.append(NodeBatchNorm(hierarchy, level, c))
+                    layers.append(NodeBatchNorm(hierarchy, level, c, node_dim=0))
                 layers.append(nn.ReLU(inplace=True))
                 channels = c
         assert level == 0
-        output = MeshChebConv(hierarchy, 0, channels, out_channels, K=K)
+        output = MeshChebConv(hierarchy, 0, channels, out_channels, K=K, node_dim=0)
         # Start from a point mesh at the crop centre rather than from noise: with random output
         # weights the quartic edge loss and the normal loss explode and drown the vertex term.
         for lin in output.lins:
             nn.init.zeros_(lin.weight)
         layers.append(output)
+        # Node-major inside: (S_l, B, C), so that every sparse product reads and writes
+        # contiguous (S_l, B * C) blocks and no layer transposes.
         self.decoder = nn.Sequential(*layers)
 
     @property
@@ -350,8 +180,10 @@ class GraphCNNHead(nn.Module):
 
         Fake slots carry values too; `MeshHierarchy.unpad_signal` drops them.
         """
-        return self.decoder(coarse)
+        return self.decoder(coarse.transpose(0, 1)).transpose(0, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, L) latent -> (B, N, out_channels) vertices in the mesh's vertex order (uvd)."""
-        return self.hierarchy.unpad_signal(self.decode(self.coarse(latent)))
+        slots = self.decoder(self.coarse(latent).transpose(0, 1))  # (S_0, B, out_channels)
+        vertices = self.hierarchy.unpad_signal(slots.flatten(1))  # (N, B * out_channels)
+        return vertices.view(vertices.shape[0], -1, slots.shape[-1]).transpose(0, 1).contiguous()
