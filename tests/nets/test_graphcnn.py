@@ -10,13 +10,9 @@ from torch_geometric.nn import ChebConv
 from handshape.geometry.graclus import MeshHierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.heads import HEADS, build_head, register_head
-from handshape.nets.heads.graphcnn import (
-    ONE_LEVEL_STAGES,
-    PAPER_STAGES,
-    GraphCNNHead,
-    MeshChebConv,
-    NodeBatchNorm,
-)
+from handshape.nets.heads.graphcnn import ONE_LEVEL_STAGES, PAPER_STAGES, GraphCNNHead
+from handshape.nets.mesh_cheb_conv import MeshChebConv
+from handshape.nets.node_batch_norm import NodeBatchNorm
 
 LATENT = 32
 

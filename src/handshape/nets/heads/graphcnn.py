@@ -43,18 +43,7 @@ from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.node_batch_norm import NodeBatchNorm
 from handshape.nets.stages import Stage, validate_stages
 
-# The layers and the stage spec live in their own modules; they are re-exported here so that
-# `from handshape.nets.heads.graphcnn import MeshChebConv` keeps working.
-__all__ = [
-    "ONE_LEVEL_STAGES",
-    "PAPER_STAGES",
-    "GraphCNNHead",
-    "LatentBatchNorm",
-    "MeshChebConv",
-    "NodeBatchNorm",
-    "Stage",
-    "validate_stages",
-]
+__all__ = ["ONE_LEVEL_STAGES", "PAPER_STAGES", "GraphCNNHead"]
 
 PAPER_STAGES: tuple[Stage, ...] = ((2, (64, 32)), (2, (32,)))
 ONE_LEVEL_STAGES: tuple[Stage, ...] = ((1, (64,)), (1, (32,)), (1, (16,)), (1, (8,)))
