@@ -352,3 +352,19 @@ def test_a_pose_only_network_cannot_write_freihand_pred_json(
                     "--save-predictions", str(tmp_path / "p.json"))  # fmt: skip
     assert code == 2 and "pose only" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_a_limited_run_scores_the_first_samples_of_a_whole_split_file(
+    roots: dict[str, Any], registered: None, tmp_path: Path
+) -> None:
+    root = roots["stb"][0]
+    truth = truth_of("stb", root)
+    whole = write_joint_predictions(
+        tmp_path / "peer.json", dict(zip(truth.ids, truth.joints_3d, strict=True)), "stb"
+    )
+    out = tmp_path / "out"
+    code = eval_cli("--predictions", str(whole), "--data", f"stb:{root}", "--out", str(out),
+                    "--limit", "3")  # fmt: skip
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["samples"] == 3 and metrics["pose_error_mm"] == pytest.approx(0.0, abs=1e-6)

@@ -396,7 +396,7 @@ def write_benchmark_results(scored: Scored, out: Path, label: str = "handshape")
             {label: (np.asarray(curve["thresholds_mm"]), np.asarray(curve["pck"]))},
             out / "pck.png",
             title=f"{curve['what']} on {_TITLES[dataset]} {results['split']} "
-            f"({results['samples']} samples)",
+            f"({results['samples']} samples; legend: AUC over 0-50 mm)",
         )
     )
     if dataset in ("rhd", "stb"):
