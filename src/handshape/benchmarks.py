@@ -69,7 +69,8 @@ __all__ = [
     "Predictions",
     "Scored",
     "Truth",
-    "load_predictions",
+    "match_predictions",
+    "read_prediction_file",
     "read_truth",
     "run_network",
     "save_predictions",
@@ -174,11 +175,12 @@ def _collect(
     batch_size: int,
     limit: int | None,
     progress: bool,
+    workers: int = 0,
 ) -> tuple[Truth, Predictions | None]:
     partial = limit is not None and limit < len(dataset)  # type: ignore[arg-type]
     if limit is not None:
         dataset = Subset(dataset, range(min(limit, len(dataset))))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     parts: dict[str, list] = {k: [] for k in ("j3", "j2", "vis", "verts", "K", "crop", "mir", "w")}
     ids: list[str] = []
     has_3d, has_mesh = [], []
@@ -257,9 +259,11 @@ def read_truth(
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> Truth:
-    """The ground truth of `dataset` (a RealDataset of benchmark `name`), in the set's frame."""
-    return _collect(dataset, name, split, None, None, batch_size, limit, progress)[0]
+    """The ground truth of `dataset` (a RealDataset of benchmark `name`), in the set's frame;
+    `workers` DataLoader processes read the files."""
+    return _collect(dataset, name, split, None, None, batch_size, limit, progress, workers)[0]
 
 
 @torch.no_grad()
@@ -272,9 +276,10 @@ def run_network(
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> tuple[Truth, Predictions]:
     """The ground truth and `net`'s predictions, both in the set's own frame."""
-    truth, pred = _collect(dataset, name, split, net, cfg, batch_size, limit, progress)
+    truth, pred = _collect(dataset, name, split, net, cfg, batch_size, limit, progress, workers)
     assert pred is not None
     return truth, pred
 
@@ -292,22 +297,35 @@ def save_predictions(path: Path, truth: Truth, pred: Predictions) -> Path:
     return write_joint_predictions(path, by_id, truth.dataset)
 
 
-def load_predictions(path: Path, truth: Truth, split_size: int) -> Predictions:
-    """Another method's predictions for the samples of `truth`, from a file in the official
-    layout; PredictionFileError naming the file and the missing / unexpected ids. With a partial
-    `truth` (--limit), predictions of the later samples are ignored."""
+PredictionFile = dict[str, np.ndarray] | tuple[np.ndarray, np.ndarray]
+
+
+def read_prediction_file(path: Path, name: str, split_size: int) -> PredictionFile:
+    """Another method's predictions for benchmark `name`, read and validated before any image
+    is: RHD / STB id -> (21, 3) joints; FreiHAND (joints (N, 21, 3), vertices (N, V, 3)) with N
+    the split's size. PredictionFileError naming the file and what is wrong."""
     path = Path(path)
+    if name != "freihand":
+        return read_joint_predictions(path, name)
+    joints, verts = read_freihand_predictions(path)
+    if len(joints) != split_size:
+        raise PredictionFileError(
+            f"{path}: {len(joints)} samples, the evaluation split has {split_size}"
+        )
+    return joints, verts
+
+
+def match_predictions(found: PredictionFile, truth: Truth, path: Path) -> Predictions:
+    """The predictions of `read_prediction_file` for the samples of `truth`, in its order;
+    PredictionFileError naming the file and the missing / unexpected ids. With a partial
+    `truth` (--limit), predictions of the later samples are ignored."""
     notes = {"read_from": str(path)}
-    if truth.dataset == "freihand":
-        joints, verts = read_freihand_predictions(path)
-        if len(joints) != split_size:
-            raise PredictionFileError(
-                f"{path}: {len(joints)} samples, the {truth.split} split has {split_size}"
-            )
-        n = len(truth.ids)
+    n = len(truth.ids)
+    if isinstance(found, tuple):  # FreiHAND: index order
+        joints, verts = found
         return Predictions(list(truth.ids), joints[:n], verts[:n], notes)
-    found = read_joint_predictions(path, truth.dataset)
-    keys = [k for k in found if k in set(truth.ids)] if truth.partial else list(found)
+    wanted = set(truth.ids)
+    keys = [k for k in found if k in wanted] if truth.partial else list(found)
     check_ids(keys, truth.ids, path)
     return Predictions(list(truth.ids), np.stack([found[k] for k in truth.ids]), None, notes)
 

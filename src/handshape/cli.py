@@ -195,14 +195,17 @@ def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str)
             net, cfg = load_network(args.checkpoint)
         except (ValueError, FileNotFoundError) as err:
             raise ValueError(f"--checkpoint: {err}") from err
-        truth, pred = benchmarks.run_network(net, cfg, dataset, name, split, limit=args.limit)
+        truth, pred = benchmarks.run_network(
+            net, cfg, dataset, name, split, limit=args.limit, workers=args.workers
+        )
         if args.save_predictions is not None:
             saved = benchmarks.save_predictions(args.save_predictions, truth, pred)
             print(f"predictions: {saved}")
         label = args.label or "handshape"
     else:
-        truth = benchmarks.read_truth(dataset, name, split, limit=args.limit)
-        pred = benchmarks.load_predictions(args.predictions, truth, len(dataset))
+        found = benchmarks.read_prediction_file(args.predictions, name, len(dataset))
+        truth = benchmarks.read_truth(dataset, name, split, limit=args.limit, workers=args.workers)
+        pred = benchmarks.match_predictions(found, truth, args.predictions)
         label = args.label or args.predictions.stem
     if truth.joints_3d is None and args.save_predictions is not None:
         print(f"{name}:{split} has no 3D labels: predictions saved, nothing scored")
@@ -490,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
         "layout (what --predictions reads)",
     )
     p.add_argument("--label", help="the curve's name in the plots")
+    p.add_argument(
+        "--workers", type=int, default=0, help="data loading processes (rhd, stb, freihand)"
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 
