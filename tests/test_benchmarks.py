@@ -368,3 +368,26 @@ def test_a_limited_run_scores_the_first_samples_of_a_whole_split_file(
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["samples"] == 3 and metrics["pose_error_mm"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_bad_prediction_file_is_named_before_any_image_is_read(
+    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "RHD"
+    shutil.copytree(roots["rhd"][0], root)
+    for image in (root / "evaluation" / "color").iterdir():
+        image.write_bytes(b"broken")  # reading any image would fail, naming it
+    bad = tmp_path / "peer.json"
+    bad.write_text('{"3": [[0, 0, 0.5]]')
+    code = eval_cli("--predictions", str(bad), "--data", f"rhd:{root}", "--out", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and f"{bad}: not valid JSON" in err and "color" not in err
+
+
+def test_save_predictions_needs_a_checkpoint(
+    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = f"rhd:{roots['rhd'][0]}"
+    code = eval_cli("--predictions", str(tmp_path / "a.json"), "--data", spec, "--out",
+                    str(tmp_path), "--save-predictions", str(tmp_path / "b.json"))  # fmt: skip
+    assert code == 2 and "give --checkpoint" in capsys.readouterr().err
