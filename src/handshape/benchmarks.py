@@ -12,8 +12,9 @@ that frame too, so a peer's outputs and ours are scored by the same code (`score
   prediction's root is then moved onto the true root (no rescaling); per-joint 3D errors over
   all 21 joints; mean error (mm), 3D PCK, AUC over 20-50 mm in both threshold conventions.
   2D PCK in pixels of the set's own image (`protocols.pck_2d_report`): the predicted 3D joints
-  projected with the sample's camera, against the labelled 2D joints that are visible and
-  inside the evaluated crop.
+  projected with the sample's camera (for a network, exactly its own 2D estimate in the crop,
+  since lifting back-projects it, mapped back through the crop), against the labelled 2D
+  joints that are visible and inside the evaluated crop.
 - FreiHAND (`protocols.freihand_report`, as its official eval.py): per-sample Procrustes with
   scale; PA-MPJPE, AUC 0-50 mm; with meshes on both sides F@5 / F@15 mm, and PA-MPVPE when the
   prediction has MANO's 778 vertices (a network posing the official MANO model).
