@@ -391,3 +391,12 @@ def test_save_predictions_needs_a_checkpoint(
     code = eval_cli("--predictions", str(tmp_path / "a.json"), "--data", spec, "--out",
                     str(tmp_path), "--save-predictions", str(tmp_path / "b.json"))  # fmt: skip
     assert code == 2 and "give --checkpoint" in capsys.readouterr().err
+
+
+def test_a_joint_without_a_pixel_counts_as_a_2d_miss(roots: dict[str, Any]) -> None:
+    truth = truth_of("rhd", roots["rhd"][0])
+    joints = truth.joints_3d.copy()
+    joints[:, 5, 2] = 0.0  # on the camera plane: no projection
+    results = benchmarks.score(truth, benchmarks.Predictions(truth.ids, joints)).results
+    visible_5 = truth.visible[:, 5].any()
+    assert visible_5 and results["pck_2d"]["pck_30px"] < 1.0

@@ -133,11 +133,13 @@ class Truth:
         out = np.empty((*joints.shape[:2], 2))
         for i, xyz in enumerate(np.asarray(joints, dtype=np.float64)):
             seen = xyz * np.array([-1.0, 1.0, 1.0]) if self.mirrored[i] else xyz
-            uv_crop = project(self.K_crop[i], seen)
+            with np.errstate(divide="ignore", invalid="ignore"):  # depth 0: handled below
+                uv_crop = project(self.K_crop[i], seen)
             out[i], _ = to_source_frame(
                 uv_crop, seen, self.crop[i], bool(self.mirrored[i]), int(self.width[i])
             )
-        return out
+        # A joint at depth 0 has no pixel: count it as a miss, not as "not evaluated" (NaN).
+        return np.where(np.isfinite(out), out, np.inf)
 
 
 @dataclass
