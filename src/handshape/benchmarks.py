@@ -195,7 +195,8 @@ def _collect(
         has_3d.append(batch["has_joints_3d"].bool())
         has_mesh.append(batch["has_mesh"].bool())
         parts["j3"].append(_unmirror(batch["joints_3d"], mirrored))
-        parts["verts"].append(_unmirror(batch["vertices"], mirrored))
+        if bool(batch["has_mesh"].all()):  # mesh-less sets carry zeros: not kept
+            parts["verts"].append(_unmirror(batch["vertices"], mirrored))
         for i in range(len(mirrored)):
             uv, _ = to_source_frame(
                 batch["joints_2d"][i].double().numpy(),
