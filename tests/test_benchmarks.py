@@ -28,7 +28,7 @@ from handshape.data import registry
 from handshape.data.freihand import FreiHANDDataset
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
-from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB
+from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc
 from handshape.nets.network import HandNet
 from handshape.predictions import write_freihand_predictions, write_joint_predictions
 
@@ -229,6 +229,10 @@ def test_saved_predictions_score_exactly_as_the_checkpoint_run(
     assert file["pck"] == pytest.approx(net["pck"], abs=1e-9)
     assert file["pck_2d"] == pytest.approx(net["pck_2d"], abs=1e-9)
     assert net["pck"]["mean_mm"] > 0  # an untrained network: a real error, not a trivial zero
+    # the drawn curve is the one the AUCs integrate (linspace(0, 50, 20) mm)
+    curve = net["pck_curve"]
+    drawn = auc(np.asarray(curve["pck"]), np.asarray(curve["thresholds_mm"]))
+    assert drawn == pytest.approx(net["pck"]["auc_0_50"], abs=1e-12)
     assert sorted(p.name for p in (tmp_path / "net").iterdir()) == [
         "metrics.json", "pck.png", "pck_vs_published.png",
     ]  # fmt: skip

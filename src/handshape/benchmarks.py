@@ -381,7 +381,9 @@ def score(truth: Truth, pred: Predictions) -> Scored:
         }
         return Scored(results, errors)
     report = hand3d_report(pred.joints, truth.joints_3d)
-    errors = point_errors(align_root_scale(pred.joints, truth.joints_3d), truth.joints_3d)
+    # The errors hand3d_report scores (root moved, no rescale), for the curve and the plots.
+    aligned = align_root_scale(pred.joints, truth.joints_3d, rescale=False)
+    errors = point_errors(aligned, truth.joints_3d)
     results = base | {
         "protocol": PROTOCOL_3D,
         "pose_error_mm": report["mean_mm"],
