@@ -8,6 +8,11 @@ pose-regressor stage and no mesh terms, its L_J on the joints from the latent ve
 task-transfer one (a mesh head and ``model.pose_from: latent``) trains "full" like the paper's
 network, then "transfer" trains only the latent pose regressor with L_J, the rest frozen.
 
+Each term uses the samples of a batch that have its label (the has_* flags of the items, see
+`handshape.data.real`): L_H those with 2D joints, L_J those with 3D joints, the mesh terms those
+with a mesh; a batch with none of a term's labels adds nothing for it. Which labels a data set
+has at all decides the stages it can train (`STAGE_LABELS`, checked before training).
+
 Mesh and pose terms are computed on root-relative, scale-normalised camera coordinates
 ((xyz - root) / scale, the predicted uvd lifted with the ground-truth root depth, scale and
 intrinsics); the 2D vertex term on the normalised uv.
@@ -27,6 +32,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from handshape import losses
 from handshape.atomic import atomic_write
+from handshape.data.registry import data_labels
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, project, to_uvd
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
@@ -41,6 +47,14 @@ TRAINED_BY = {
     "pose_regressor": "pose_regressor",
     "transfer": "latent_pose",
 }
+# The labels each stage's loss needs: all of them (pose regressor: it learns the map from
+# true meshes to true joints) or, for "full", any of them (a term without labels is skipped).
+STAGE_LABELS = {
+    "hourglass": ("joints_2d",),
+    "pose_regressor": ("mesh", "joints_3d"),
+    "full": ("joints_2d", "joints_3d", "mesh"),
+    "transfer": ("joints_3d",),
+}
 PREVIEW_IMAGES = 4  # validation images drawn with their predicted mesh at every validation
 
 
@@ -53,6 +67,34 @@ def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
         for s in STAGES
         if (s != "pose_regressor" or has_mesh) and (s != "transfer" or (has_mesh and from_latent))
     )
+
+
+def labelled(gt: dict[str, torch.Tensor], label: str) -> torch.Tensor:
+    """(B,) bool: the samples of a batch that carry `label` (all of them when the batch has no
+    flag for it)."""
+    flag = gt.get(f"has_{label}")
+    if flag is None:
+        return torch.ones(len(gt["image"]), dtype=torch.bool, device=gt["image"].device)
+    return flag.to(device=gt["image"].device, dtype=torch.bool)
+
+
+def pick(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The samples `keep` (B,) bool of a batch tensor (the tensor itself when all are kept)."""
+    return tensor if bool(keep.all()) else tensor[keep]
+
+
+def check_labels(stage: str, labels: frozenset[str], data: str) -> None:
+    """Raise ValueError when data set `data`, whose items label `labels`, has nothing (or, for
+    a partial stage, not everything) the loss of `stage` needs."""
+    needed = STAGE_LABELS[stage]
+    missing = [label for label in needed if label not in labels]
+    if (stage != "full" and missing) or len(missing) == len(needed):
+        what = " and ".join(needed) if stage != "full" else "any of " + ", ".join(needed)
+        raise ValueError(
+            f"stage '{stage}' needs {what} labels, which the data ({data}) lack "
+            f"({', '.join(missing)}); skip the stage with "
+            f"train.stages.{stage}.steps=0 and start from trained weights (train.init=BUNDLE)"
+        )
 
 
 def check_topology(cfg: dict[str, Any], data_vertices: int, model_vertices: int) -> None:
@@ -90,6 +132,8 @@ def prepare_batch(
     out["K"] = K
     joints, vertices = batch["joints_3d"].float(), batch["vertices"].float()
     root, scale = joints[:, 0], hand_scale(joints)
+    if "has_joints_3d" in batch:  # no 3D label: a unit scale keeps the unused targets finite
+        scale = torch.where(batch["has_joints_3d"], scale, torch.ones_like(scale))
     out["root"], out["scale"] = root, scale
     out["joints_uvd"] = to_uvd(joints, K, root[:, 2], scale, size)
     out["vertices_uvd"] = to_uvd(vertices, K, root[:, 2], scale, size)
@@ -127,7 +171,8 @@ def preview_grid(
     """(2 S, count * S, 3) uint8: the predicted mesh and joints (top row) and the ground truth
     (bottom row) on the first ``count`` images of a prepared batch."""
     top = overlay_row(gt, pred.get("vertices"), pred["joints"], faces, count)
-    bottom = overlay_row(gt, gt["vertices"], gt["joints_3d"], faces, count)
+    has_mesh = bool(gt.get("has_mesh", torch.ones(1, dtype=torch.bool))[:count].all())
+    bottom = overlay_row(gt, gt["vertices"] if has_mesh else None, gt["joints_3d"], faces, count)
     return np.concatenate([top, bottom], axis=0)
 
 
@@ -145,6 +190,7 @@ class PretrainModule(pl.LightningModule):
         self.save_hyperparameters({"cfg": cfg, "stage": stage})
         self.cfg, self.stage = cfg, stage
         self.net = HandNet.from_config(cfg)
+        self.labels = data_labels(cfg)  # what the training data label (picks the monitor)
         model = HandModel.load(cfg["handmodel"]["mano"])
         faces = model.data.faces
         if stage not in stages_for(cfg["model"]):
@@ -170,7 +216,8 @@ class PretrainModule(pl.LightningModule):
         """The validation metric whose best value picks best.ckpt."""
         if self.stage == "hourglass":
             return "val/heatmap"
-        return "val/mesh_error" if self.stage == "full" and self.net.has_mesh else "val/pose_error"
+        mesh = self.stage == "full" and self.net.has_mesh and "mesh" in self.labels
+        return "val/mesh_error" if mesh else "val/pose_error"
 
     def on_train_start(self) -> None:
         # Lightning (2.6) keeps the modes modules have at the start of fit; set them here.
@@ -209,6 +256,7 @@ class PretrainModule(pl.LightningModule):
     def compute_losses(
         self, gt: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], NetOutput | None]:
+        """The stage's loss terms on the samples that label each (module docstring)."""
         w = self.weights
         if self.stage in ("pose_regressor", "full") and self.net.has_mesh:
             check_topology(self.cfg, gt["vertices"].shape[1], int(self.laplacian.shape[0]))
@@ -216,34 +264,54 @@ class PretrainModule(pl.LightningModule):
         out: NetOutput | None = None
         if self.stage == "hourglass":
             maps, _ = self.net.hourglass(gt["image"])
-            terms["heatmap"] = losses.heatmap_loss(maps, gt["heatmaps"])
-            total = terms["heatmap"]
+            keep = labelled(gt, "joints_2d")
+            if keep.any():
+                terms["heatmap"] = losses.heatmap_loss(
+                    [pick(m, keep) for m in maps], pick(gt["heatmaps"], keep)
+                )
+            anchor = maps[-1]
         elif self.stage == "pose_regressor":
+            keep = labelled(gt, "mesh") & labelled(gt, "joints_3d")
             joints_uvd = self.net.pose_regressor(gt["vertices_uvd"])
-            pred = self._normalised(self.lift(joints_uvd, gt), gt)
-            terms["pose"] = losses.pose_loss(pred, gt["joints_n"])
-            total = terms["pose"]
-        elif self.stage == "transfer":
-            out = self.net(gt["image"])
-            joints = self._normalised(self.lift(out.joints, gt), gt)
-            terms["pose"] = losses.pose_loss(joints, gt["joints_n"])
-            total = terms["pose"]
+            if keep.any():
+                pred = self._normalised(self.lift(joints_uvd, gt), gt)
+                terms["pose"] = losses.pose_loss(pick(pred, keep), pick(gt["joints_n"], keep))
+            anchor = joints_uvd
         else:
             out = self.net(gt["image"])
+            anchor = out.joints
             joints = self._normalised(self.lift(self._stage_joints(out), gt), gt)
-            terms["heatmap"] = losses.heatmap_loss(out.heatmaps, gt["heatmaps"])
-            if out.vertices is not None:
-                verts = self._normalised(self.lift(out.vertices, gt), gt)
-                terms["vertex"] = losses.vertex_loss(
-                    verts, gt["vertices_n"], out.vertices[..., :2], gt["vertices_uvd"][..., :2]
-                )
-                terms["normal"] = losses.normal_loss(verts, gt["vertices_n"], self.faces)
-                terms["edge"] = losses.edge_loss(verts, gt["vertices_n"], self.edges)
-                terms["laplacian"] = losses.laplacian_loss(verts, gt["vertices_n"], self.laplacian)
-            terms["pose"] = losses.pose_loss(joints, gt["joints_n"])
-            total = sum(w[k] * v for k, v in terms.items())
+            has_3d = labelled(gt, "joints_3d")
+            if self.stage == "full":
+                has_2d, has_mesh = labelled(gt, "joints_2d"), labelled(gt, "mesh")
+                if has_2d.any():
+                    terms["heatmap"] = losses.heatmap_loss(
+                        [pick(m, has_2d) for m in out.heatmaps], pick(gt["heatmaps"], has_2d)
+                    )
+                if out.vertices is not None and has_mesh.any():
+                    terms.update(self._mesh_terms(out.vertices, gt, has_mesh))
+            if has_3d.any():
+                terms["pose"] = losses.pose_loss(pick(joints, has_3d), pick(gt["joints_n"], has_3d))
+        # A batch without any of the stage's labels still returns a loss on the graph (zero).
+        total = sum((w[k] * v for k, v in terms.items()), anchor.sum() * 0.0)
+        if self.stage != "full":  # a partial stage's single term is its loss, unweighted
+            total = next(iter(terms.values()), anchor.sum() * 0.0)
         terms["total"] = total
         return terms, out
+
+    def _mesh_terms(
+        self, vertices_uvd: torch.Tensor, gt: dict[str, torch.Tensor], keep: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """L_v, L_n, L_e, L_l of the samples `keep` (B,) bool."""
+        verts = pick(self._normalised(self.lift(vertices_uvd, gt), gt), keep)
+        target = pick(gt["vertices_n"], keep)
+        uv, true_uv = pick(vertices_uvd, keep)[..., :2], pick(gt["vertices_uvd"], keep)[..., :2]
+        return {
+            "vertex": losses.vertex_loss(verts, target, uv, true_uv),
+            "normal": losses.normal_loss(verts, target, self.faces),
+            "edge": losses.edge_loss(verts, target, self.edges),
+            "laplacian": losses.laplacian_loss(verts, target, self.laplacian),
+        }
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
@@ -277,23 +345,27 @@ class PretrainModule(pl.LightningModule):
         if self.stage == "hourglass":
             return
         pred = self.predict_camera(gt)
-        self.log(
-            "val/pose_error",
-            mean_joint_error(pred["joints"], gt["joints_3d"]).mean(),
-            batch_size=size,
-            sync_dist=True,
-            prog_bar=True,
-        )
-        if "vertices" in pred:
+        has_3d, has_mesh = labelled(gt, "joints_3d"), labelled(gt, "mesh")
+        if has_3d.any():
+            joints, true_joints = pick(pred["joints"], has_3d), pick(gt["joints_3d"], has_3d)
             self.log(
-                "val/mesh_error",
-                mean_vertex_error(pred["vertices"], gt["vertices"]).mean(),
-                batch_size=size,
+                "val/pose_error",
+                mean_joint_error(joints, true_joints).mean(),
+                batch_size=int(has_3d.sum()),
                 sync_dist=True,
                 prog_bar=True,
             )
-        errors = torch.linalg.vector_norm(pred["joints"] - gt["joints_3d"], dim=-1) * 1000
-        self._val_errors.append(errors.detach().cpu().numpy())
+            errors = torch.linalg.vector_norm(joints - true_joints, dim=-1) * 1000
+            self._val_errors.append(errors.detach().cpu().numpy())
+        if "vertices" in pred and has_mesh.any():
+            self.log(
+                "val/mesh_error",
+                mean_vertex_error(pick(pred["vertices"], has_mesh), pick(gt["vertices"], has_mesh))
+                .mean(),
+                batch_size=int(has_mesh.sum()),
+                sync_dist=True,
+                prog_bar=True,
+            )
         if batch_idx == 0 and self.trainer.is_global_zero:
             self._log_preview(gt, pred)
 

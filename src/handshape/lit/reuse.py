@@ -55,7 +55,9 @@ UNSEEN_BY = {
 
 _MISSING = object()  # a setting one config does not have
 # Settings added later, with the value configs written before them behaved as.
-LEGACY = {"model.pose_from": "mesh"}
+LEGACY = {"model.pose_from": "mesh", "data.name": "synthetic", "data.mix": [], "train.init": None}
+# Values written differently before, with the value they mean now.
+RENAMED = {("data.config", "configs/data/synthetic.yaml"): "synthetic"}
 
 
 def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -91,13 +93,17 @@ def _unused(cfg: dict[str, Any], keys: set[str]) -> set[str]:
     return out
 
 
+def _renamed(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: RENAMED.get((k, v), v) if isinstance(v, str) else v for k, v in settings.items()}
+
+
 def changed_settings(
     before: dict[str, Any], now: dict[str, Any], ignore: tuple[str, ...] = RUN_SETTINGS
 ) -> list[str]:
     """The settings two plain configs disagree on, sorted; ``ignore`` prefixes and settings
     that neither network uses are left out. Settings added after a config was written count as
     changed unless they reproduce what older configs did (`LEGACY`)."""
-    a, b = {**LEGACY, **flat(before)}, {**LEGACY, **flat(now)}
+    a, b = ({**LEGACY, **_renamed(flat(cfg))} for cfg in (before, now))
     keys = set(a) | set(b)
     skip = ignore + tuple(_unused(before, keys) & _unused(now, keys))
     return sorted(

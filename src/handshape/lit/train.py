@@ -22,9 +22,15 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from handshape.atomic import atomic_write, atomic_write_text
-from handshape.data.registry import build_datamodule
+from handshape.data.registry import build_datamodule, data_labels
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import TRAINED_BY, PretrainModule, check_topology, stages_for
+from handshape.lit.pretrain import (
+    TRAINED_BY,
+    PretrainModule,
+    check_labels,
+    check_topology,
+    stages_for,
+)
 from handshape.lit.reuse import check_reusable, done_steps
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,31 @@ def _loggers(cfg: dict[str, Any], out: Path, stage: str) -> list[Logger]:
     return loggers
 
 
+def _initial_weights(path: str | None) -> dict[str, torch.Tensor]:
+    """The network weights of `train.init` (an inference bundle folder, its model.safetensors,
+    or a training .ckpt) as a module state dict ("net." prefixed); {} when not set."""
+    if not path:
+        return {}
+    source = Path(path)
+    weights_file = source / "model.safetensors" if source.is_dir() else source
+    if not weights_file.is_file():
+        raise FileNotFoundError(
+            f"{weights_file}: train.init names no bundle (folder with model.safetensors) or "
+            "checkpoint"
+        )
+    if weights_file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return {f"net.{k}": v for k, v in load_file(str(weights_file)).items()}
+        except Exception as err:  # safetensors raises its own error type
+            raise ValueError(f"{weights_file}: not a readable safetensors file ({err})") from err
+    try:
+        return _weights(weights_file)
+    except Exception as err:  # zip, pickle and weights-only errors of several types
+        raise ValueError(f"{weights_file}: not a handshape training checkpoint ({err})") from err
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint; never unpickles arbitrary objects."""
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -73,8 +104,15 @@ def train_stage(
     module = PretrainModule(cfg, stage)
     if init and not last.exists():
         # Sub-modules trained by earlier stages; the rest starts from its initialisation.
-        missing = module.load_state_dict(init, strict=False)
-        assert not missing.unexpected_keys, missing.unexpected_keys
+        try:
+            missing = module.load_state_dict(init, strict=False)
+        except RuntimeError as err:  # shapes differ: weights of another network
+            raise ValueError(f"the starting weights do not fit this network ({err})") from err
+        if missing.unexpected_keys:
+            raise ValueError(
+                "the starting weights hold parts this network lacks: "
+                f"{', '.join(missing.unexpected_keys[:5])}"
+            )
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
@@ -145,13 +183,22 @@ def run_pretraining(
     once, see `handshape.studies`)."""
     cfg = OmegaConf.to_container(config, resolve=True)
     assert isinstance(cfg, dict)
-    schedule = stages_for(cfg["model"])
-    todo = schedule if stages is None else tuple(s for s in schedule if s in stages)
-    for stage in todo:
-        if "steps" not in (cfg["train"]["stages"].get(stage) or {}):
+    budgets = cfg["train"]["stages"]
+    for stage in stages_for(cfg["model"]):
+        if "steps" not in (budgets.get(stage) or {}):
             raise ValueError(f"train.stages.{stage}.steps is missing from the config")
+    # A stage with no steps is skipped: its part keeps its initial (or train.init) weights.
+    schedule = tuple(s for s in stages_for(cfg["model"]) if int(budgets[s]["steps"]) > 0)
+    if not schedule:
+        raise ValueError("every stage has train.stages.<stage>.steps=0: nothing to train")
+    todo = schedule if stages is None else tuple(s for s in schedule if s in stages)
+    labels = data_labels(cfg)  # before any training: a refusal costs nothing
+    for stage in todo:
+        check_labels(stage, labels, str(cfg["data"]["name"]))
+    start_from = _initial_weights(cfg["train"].get("init"))
     data = build_datamodule(cfg)
-    if "pose_regressor" in schedule:  # a mesh to train: refuse another topology before training
+    if "mesh" in labels and "pose_regressor" in schedule:
+        # A mesh to train on: refuse another topology before training.
         data.setup("fit")
         sample = data.train_set[0]
         model = HandModel.load(cfg["handmodel"]["mano"])
@@ -165,8 +212,9 @@ def run_pretraining(
         cores = os.cpu_count() or 1
         torch.set_num_threads(max(1, cores - int(cfg["train"]["num_workers"])))
     # The end-to-end stage starts from the parts trained before it; the transfer stage from the
-    # end-to-end network (its best checkpoint, the one a bundle would hold).
-    init: dict[str, torch.Tensor] = {}
+    # end-to-end network (its best checkpoint, the one a bundle would hold); with train.init,
+    # every stage starts from those weights, updated by the stages before it.
+    init: dict[str, torch.Tensor] = dict(start_from)
     for stage in schedule:
         last = out / stage / "checkpoints" / "last.ckpt"
         saved = None
@@ -180,7 +228,7 @@ def run_pretraining(
             logger.info("stage '%s' already done (%s)", stage, last)
         else:
             logger.info("stage '%s': %s steps", stage, cfg["train"]["stages"][stage]["steps"])
-            start = init if stage in ("full", "transfer") else None
+            start = init if stage in ("full", "transfer") or start_from else None
             last = train_stage(cfg, stage, out, data, start, progress)
             saved = None  # the checkpoint changed: read it again below
         if stage == "full":

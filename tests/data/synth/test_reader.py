@@ -15,7 +15,12 @@ from scipy import ndimage
 
 from handshape.config import PACKAGE_CONFIGS
 from handshape.data.synth.generate import DEPTH_UNIT, Plan, generate
-from handshape.data.synth.reader import LABEL_KEYS, SyntheticDataset, SyntheticShards
+from handshape.data.synth.reader import (
+    HAS_LABELS,
+    LABEL_KEYS,
+    SyntheticDataset,
+    SyntheticShards,
+)
 from handshape.data.synth.scene import SynthConfig
 from handshape.handmodel.model import HandModel
 
@@ -172,7 +177,12 @@ def test_dataset_items_have_the_documented_shapes_and_types(folder: Path) -> Non
         "shape": ((model.num_shapes,), torch.float32),
         "pose": ((16, 3), torch.float32),
     }
-    assert set(item) == set(expected) == {"image", "mask", "depth", *LABEL_KEYS}
+    frame = {"sample_id", "mirrored", "crop", "image_size"}  # as the real sets' items
+    flags = {f"has_{label}" for label in HAS_LABELS}
+    assert set(expected) == {"image", "mask", "depth", *LABEL_KEYS}
+    assert set(item) == {*expected, *frame, *flags}
+    assert all(bool(item[f]) for f in flags) and item["sample_id"] == "3"
+    assert not item["mirrored"] and torch.equal(item["crop"], torch.eye(3, dtype=torch.float64))
     for key, (shape, dtype) in expected.items():
         assert tuple(item[key].shape) == shape, key
         assert item[key].dtype == dtype, key

@@ -23,6 +23,7 @@ from handshape.data.backgrounds import BackgroundSource
 from handshape.data.compositing import blend_sample, build_augmentation
 
 LABEL_KEYS = ("joints_2d", "joints_3d", "vertices", "K", "visibility", "shape", "pose")
+HAS_LABELS = ("mask", "depth", "joints_2d", "joints_3d", "mesh", "params")
 
 
 class SyntheticShards:
@@ -120,7 +121,9 @@ class SyntheticDataset(Dataset):
 
     Items: image (3, S, S) float32 in [0, 1]; mask (S, S) bool; depth (S, S) float32 metres;
     joints_2d (21, 2) px; joints_3d (21, 3) m, camera frame; vertices (N, 3) m; K (3, 3);
-    visibility (21,) bool; shape (S,); pose (16, 3).
+    visibility (21,) bool; shape (S,); pose (16, 3); and, as the real sets' items
+    (`handshape.data.real`), the label flags has_* (all True), sample_id (the index),
+    mirrored (False), crop (identity) and image_size.
     """
 
     def __init__(
@@ -160,4 +163,14 @@ class SyntheticDataset(Dataset):
         }
         for key in LABEL_KEYS:
             item[key] = torch.from_numpy(np.asarray(raw[key]))
+        # The label flags and frame of the real sets' items (handshape.data.real), so that
+        # synthetic and real samples share batches: a render has every label.
+        size = image.shape[0]
+        item.update({f"has_{label}": torch.tensor(True) for label in HAS_LABELS})
+        item.update(
+            sample_id=str(index),
+            mirrored=torch.tensor(False),
+            crop=torch.eye(3, dtype=torch.float64),
+            image_size=torch.tensor([size, size]),
+        )
         return item
