@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,16 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-# The fixture builders live beside the readers' tests.
-sys.path.insert(0, str(Path(__file__).parent / "data"))
-from real_formats import make_freihand, make_rhd, make_stb, project
-
 from handshape import benchmarks
 from handshape.cli import main
 from handshape.config import PACKAGE_CONFIGS, load_experiment
-from handshape.data import registry
 from handshape.data.freihand import FreiHANDDataset
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
 from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc
 from handshape.nets.network import HandNet
 from handshape.predictions import write_freihand_predictions, write_joint_predictions
+from real_formats import make_freihand, make_rhd, make_stb, project
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 SIZE = 64  # crop side: small and fast; the network resizes to its input anyway
@@ -78,19 +73,6 @@ def dataset(name: str, root: Path, split: str | None = None) -> Any:
     if name == "stb":
         return STBDataset(root, split or "test", size=SIZE)
     return FreiHANDDataset(root, split or "evaluation", size=SIZE)
-
-
-@pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """rhd / stb / freihand by name for `handshape eval`, at the fixtures' small crop size."""
-    for name, split in (("rhd", "evaluation"), ("stb", "test"), ("freihand", "evaluation")):
-        entry = registry.DataSpec(
-            prepare=lambda cfg, workers: None,
-            datamodule=lambda cfg: None,  # type: ignore[arg-type,return-value]
-            eval_dataset=lambda root, split, name=name: dataset(name, root, split),
-            default_split=split,
-        )
-        monkeypatch.setitem(registry.DATASETS, name, entry)
 
 
 def truth_of(name: str, root: Path) -> benchmarks.Truth:
@@ -213,7 +195,7 @@ def eval_cli(*args: str) -> int:
 
 @pytest.mark.parametrize("name", ["rhd", "stb"])
 def test_saved_predictions_score_exactly_as_the_checkpoint_run(
-    roots: dict[str, Any], registered: None, tmp_path: Path, name: str
+    roots: dict[str, Any], tmp_path: Path, name: str
 ) -> None:
     root = roots[name][0]
     saved = tmp_path / "pred.json"
@@ -242,7 +224,7 @@ def test_saved_predictions_score_exactly_as_the_checkpoint_run(
 
 
 def test_freihand_pred_json_round_trip_and_the_mesh_topology_note(
-    roots: dict[str, Any], registered: None, tmp_path: Path
+    roots: dict[str, Any], tmp_path: Path
 ) -> None:
     root = roots["freihand"][0]
     saved = tmp_path / "pred.json"
@@ -264,7 +246,7 @@ def test_freihand_pred_json_round_trip_and_the_mesh_topology_note(
 
 
 def test_freihand_without_3d_labels_saves_predictions_but_scores_nothing(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "FreiHAND"
     shutil.copytree(roots["freihand"][0], root)
@@ -286,7 +268,7 @@ def test_freihand_without_3d_labels_saves_predictions_but_scores_nothing(
 
 
 def test_missing_and_extra_ids_are_named(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = roots["rhd"][0]
     truth = truth_of("rhd", root)
@@ -302,7 +284,7 @@ def test_missing_and_extra_ids_are_named(
 
 
 def test_a_freihand_file_of_the_wrong_length_is_named(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = write_freihand_predictions(tmp_path / "pred.json", np.zeros((3, 21, 3)),
                                      np.zeros((3, 778, 3)))  # fmt: skip
@@ -312,7 +294,7 @@ def test_a_freihand_file_of_the_wrong_length_is_named(
 
 
 def test_a_corrupt_image_and_a_missing_annotation_file_are_named(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "RHD"
     shutil.copytree(roots["rhd"][0], root)
@@ -348,7 +330,7 @@ def test_prediction_files_are_refused_for_the_synthetic_set(
 
 
 def test_a_pose_only_network_cannot_write_freihand_pred_json(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bundle = write_bundle(tmp_path / "pose", "model.head.name=none", "model.pose_from=latent")
     spec = f"freihand:{roots['freihand'][0]}"
@@ -359,7 +341,7 @@ def test_a_pose_only_network_cannot_write_freihand_pred_json(
 
 
 def test_a_limited_run_scores_the_first_samples_of_a_whole_split_file(
-    roots: dict[str, Any], registered: None, tmp_path: Path
+    roots: dict[str, Any], tmp_path: Path
 ) -> None:
     root = roots["stb"][0]
     truth = truth_of("stb", root)
@@ -375,7 +357,7 @@ def test_a_limited_run_scores_the_first_samples_of_a_whole_split_file(
 
 
 def test_a_bad_prediction_file_is_named_before_any_image_is_read(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "RHD"
     shutil.copytree(roots["rhd"][0], root)
@@ -389,7 +371,7 @@ def test_a_bad_prediction_file_is_named_before_any_image_is_read(
 
 
 def test_save_predictions_needs_a_checkpoint(
-    roots: dict[str, Any], registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = f"rhd:{roots['rhd'][0]}"
     code = eval_cli("--predictions", str(tmp_path / "a.json"), "--data", spec, "--out",
