@@ -28,7 +28,6 @@ which the aligned numbers do not depend on.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +77,6 @@ __all__ = [
     "score",
     "write_benchmark_results",
 ]
-
-log = logging.getLogger(__name__)
 
 BENCHMARKS = ("rhd", "stb", "freihand")
 # Root depth for lifting samples without 3D labels (only their aligned numbers are meaningful).
@@ -427,5 +424,4 @@ def write_benchmark_results(scored: Scored, out: Path, label: str = "handshape")
         paths.append(
             plot_pck_vs_published({label: scored.errors_mm}, dataset, out / "pck_vs_published.png")
         )
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
