@@ -20,6 +20,7 @@ from handshape import benchmarks
 from handshape.cli import main
 from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.data.freihand import FreiHANDDataset
+from handshape.data.registry import eval_dataset
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
 from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc
@@ -386,3 +387,30 @@ def test_a_joint_without_a_pixel_counts_as_a_2d_miss(roots: dict[str, Any]) -> N
     results = benchmarks.score(truth, benchmarks.Predictions(truth.ids, joints)).results
     visible_5 = truth.visible[:, 5].any()
     assert visible_5 and results["pck_2d"]["pck_30px"] < 1.0
+
+
+def test_stb_with_ge_et_al_boxes_scores_in_the_original_image(
+    roots: dict[str, Any], tmp_path: Path
+) -> None:
+    """Crops from the boxes file (the registry uses ROOT/STB_eval_bboxes.mat): the ground truth
+    is still the set's own, so the true joints score zero error in 3D and in pixels."""
+    import scipy.io
+
+    root = tmp_path / "STB"
+    shutil.copytree(roots["stb"][0], root)
+    truth = truth_of("stb", root)
+    uv = truth.joints_2d
+    lo, hi = uv.min(axis=1), uv.max(axis=1)
+    side = (hi - lo).max(axis=1) + 30
+    corner = (lo + hi) / 2 - (side[:, None] - 1) / 2
+    boxes = np.concatenate([corner, side[:, None], side[:, None]], axis=1)
+    scipy.io.savemat(root / "STB_eval_bboxes.mat", {"bboxes": np.float32(boxes)})
+    peer = write_joint_predictions(
+        tmp_path / "peer.json", dict(zip(truth.ids, truth.joints_3d, strict=True)), "stb"
+    )
+    assert eval_dataset("stb", root).reader.boxes is not None  # the boxes are what crops
+    out = tmp_path / "out"
+    assert eval_cli("--predictions", str(peer), "--data", f"stb:{root}", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pose_error_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["pck_2d"]["epe_mean_px"] == pytest.approx(0.0, abs=1e-3)
