@@ -159,15 +159,71 @@ def _data_spec(text: str) -> tuple[str, Path, str | None]:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from handshape.data.registry import eval_dataset
-    from handshape.evaluate import evaluate, load_network, write_results
+    from handshape.benchmarks import BENCHMARKS
+    from handshape.data.registry import eval_dataset, spec
 
     name, root, split = args.data
+    if name in BENCHMARKS:
+        _eval_benchmark(args, name, root, split or spec(name).default_split)
+        return
+    if args.predictions is not None or args.save_predictions is not None:
+        raise ValueError(
+            f"--predictions / --save-predictions: prediction files exist for "
+            f"{', '.join(BENCHMARKS)}, not {name}"
+        )
+    from handshape.evaluate import evaluate, load_network, write_results
+
     net, cfg = load_network(args.checkpoint)
     results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit)
     json_path, plot = write_results(results, args.out)
     print(json.dumps({k: results[k] for k in ("samples", "mesh_error_mm", "pose_error_mm")}))
     print(f"AUC 20-50 mm: {results['pck']['auc_20_50']:.3f}; wrote {json_path} and {plot}")
+
+
+def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str) -> None:
+    """RHD, STB or FreiHAND under its own protocol (handshape.benchmarks)."""
+    from handshape import benchmarks
+    from handshape.data.registry import eval_dataset
+
+    if args.save_predictions is not None and args.checkpoint is None:
+        raise ValueError("--save-predictions writes a network's predictions: give --checkpoint")
+    dataset = eval_dataset(name, root, split)
+    if args.checkpoint is not None:
+        from handshape.evaluate import load_network
+
+        try:
+            net, cfg = load_network(args.checkpoint)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--checkpoint: {err}") from err
+        truth, pred = benchmarks.run_network(
+            net, cfg, dataset, name, split, limit=args.limit, workers=args.workers
+        )
+        if args.save_predictions is not None:
+            saved = benchmarks.save_predictions(args.save_predictions, truth, pred)
+            print(f"predictions: {saved}")
+        label = args.label or "handshape"
+    else:
+        found = benchmarks.read_prediction_file(args.predictions, name, len(dataset))
+        truth = benchmarks.read_truth(dataset, name, split, limit=args.limit, workers=args.workers)
+        pred = benchmarks.match_predictions(found, truth, args.predictions)
+        label = args.label or args.predictions.stem
+    if truth.joints_3d is None and args.save_predictions is not None:
+        print(f"{name}:{split} has no 3D labels: predictions saved, nothing scored")
+        return
+    scored = benchmarks.score(truth, pred)
+    paths = benchmarks.write_benchmark_results(scored, args.out, label)
+    results = scored.results
+    if name == "freihand":
+        keys = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f_5mm", "f_15mm", "auc_0_50_pa")
+        print(json.dumps({k: results["freihand"].get(k) for k in keys}))
+    else:
+        pck = results["pck"]
+        print(json.dumps({
+            "samples": results["samples"], "pose_error_mm": results["pose_error_mm"],
+            "auc_20_50": pck["auc_20_50"], "auc_20_50_zb": pck["auc_20_50_zb"],
+            "auc_0_30px": results["pck_2d"]["auc_0_30px"],
+        }))  # fmt: skip
+    print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
@@ -450,22 +506,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the file to write")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("eval", help="mesh/pose error, 3D PCK and AUC of a trained network")
-    p.add_argument(
+    p = sub.add_parser(
+        "eval",
+        help="score a network or a prediction file: synthetic, rhd, stb, freihand protocols",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--checkpoint",
         type=Path,
-        required=True,
         help="an inference bundle folder or a training .ckpt",
+    )
+    source.add_argument(
+        "--predictions",
+        type=Path,
+        help="score another method's predictions instead (rhd, stb: JSON id -> 21 x 3 m; "
+        "freihand: pred.json; layouts in handshape.predictions)",
     )
     p.add_argument(
         "--data",
         type=_data_spec,
         required=True,
         metavar="NAME:ROOT[:SPLIT]",
-        help="a data set by name (synthetic) and its folder; default split: the set's own (val)",
+        help="a data set by name (synthetic, rhd, stb, freihand) and its folder; default split: "
+        "the set's test split (synthetic val, rhd evaluation, stb test, freihand evaluation)",
     )
     p.add_argument("--out", type=Path, default=Path("outputs/eval"))
     p.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    p.add_argument(
+        "--save-predictions",
+        type=Path,
+        metavar="FILE",
+        help="with --checkpoint on rhd/stb/freihand: also write the predictions in the official "
+        "layout (what --predictions reads)",
+    )
+    p.add_argument("--label", help="the curve's name in the plots")
+    p.add_argument(
+        "--workers", type=int, default=0, help="data loading processes (rhd, stb, freihand)"
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

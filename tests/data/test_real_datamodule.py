@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from real_formats import make_freihand, make_rhd, make_stb
 
 from handshape.config import load_experiment
 from handshape.data.real_datamodule import HOLDOUT_EVERY, MixtureSampler, holdout
 from handshape.data.registry import build_datamodule, data_labels, eval_dataset
+from real_formats import make_freihand, make_rhd, make_stb
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
