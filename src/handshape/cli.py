@@ -313,6 +313,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from handshape.pipeline import train_and_evaluate
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
+    if str(cfg.data.name) != "synthetic":
+        raise ValueError(
+            f"data.name={cfg.data.name}: `handshape pretrain` pretrains on synthetic data; on "
+            "real data use `handshape train` (e.g. with train.init=outputs/pretrain/bundle), then "
+            f"`handshape eval --data {cfg.data.name}:ROOT`"
+        )
     bundle, results, _ = train_and_evaluate(cfg, workers=args.workers)
     out = Path(cfg.output)
     write_results(results, out / "eval")

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
+from handshape.benchmarks import BENCHMARKS
 from handshape.data.registry import eval_dataset, prepare_data
 from handshape.evaluate import evaluate, load_network
 from handshape.lit.train import run_pretraining
@@ -29,6 +30,13 @@ def train_and_evaluate(cfg: DictConfig, progress: bool = True, workers: int = 1)
     """Make the data where missing, train the experiment's stages, evaluate its bundle.
 
     workers: processes for making synthetic data."""
+    name = str(cfg.data.name)
+    if name in BENCHMARKS or name == "mix":
+        raise ValueError(
+            f"data.name={name}: this sequence scores the synthetic validation set's meshes; "
+            "train on a real set or a mixture, then score it under its benchmark's protocol "
+            "(handshape.benchmarks)"
+        )
     prepare_data(cfg, workers)
     start = time.perf_counter()
     bundle = run_pretraining(cfg, progress)

@@ -130,3 +130,14 @@ def test_train_init_that_is_no_bundle_is_a_clear_error(rhd: Path, tmp_path: Path
     )  # fmt: skip
     with pytest.raises(FileNotFoundError, match=r"nope.*train.init names no bundle"):
         run_pretraining(cfg, progress=False)
+
+
+def test_pretrain_on_a_real_set_points_to_train_and_eval(
+    rhd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["pretrain", "--experiment", "tiny", "data.name=rhd", f"data.root={rhd}",
+                 f"output={tmp_path / 'o'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "handshape train" in err and "handshape eval --data rhd:ROOT" in err
+    assert not (tmp_path / "o").exists()

@@ -303,10 +303,12 @@ def free_port() -> int:
     ],
 )
 def test_two_process_ddp_on_cpu_runs_the_schedule(tiny: dict[str, Any], strategy: str) -> None:
+    """Also: the command runs from a folder that is not the repository (configs come from the
+    package)."""
     out = tiny["base"] / f"ddp-{strategy}"
     command = [
         sys.executable, "-m", "handshape.cli", "train", "--experiment", "tiny",
-        "--configs", str(CONFIGS), "--workers", "1",
+        "--workers", "1",
         *data_overrides(tiny["root"], tiny["yaml"], 32, 16),
         "train.trainer.devices=2", f"train.trainer.strategy={strategy}", f"output={out}",
     ]  # fmt: skip
@@ -342,7 +344,7 @@ def test_pretrain_command_end_to_end_writes_the_report(
     """Fresh data folder: the command renders the set, trains every stage, evaluates, reports."""
     root, out = tmp_path / "data", tmp_path / "out"
     code = main([
-        "pretrain", "--experiment", "tiny", "--configs", str(CONFIGS), "--workers", "1",
+        "pretrain", "--experiment", "tiny", "--workers", "1",
         *data_overrides(root, tiny["yaml"], 8, 8),
         "train.stages.full.steps=2", f"output={out}",
     ])  # fmt: skip
