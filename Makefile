@@ -73,6 +73,9 @@ synth-sheet: synth
 bench: venv
 	$(BIN)/python scripts/bench_synth.py --out docs/benchmarks.md
 	$(BIN)/python scripts/bench_net.py --out docs/benchmarks.md
+	$(BIN)/python scripts/bench_render.py --out docs/benchmarks.md
+	$(BIN)/python scripts/bench_readers.py
+	$(BIN)/python scripts/bench_protocols.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,7 +24,7 @@ import cv2
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "data"))
+sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
 from real_formats import make_freihand, make_rhd, make_stb  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "data"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from real_formats import rebuild_rhd_from_json  # noqa: E402
 
