@@ -1,7 +1,7 @@
 """Score an inference bundle on the real photographs of shared/real_samples by their 2D joints.
 
     .venv/bin/python scripts/score_real_samples.py outputs/pretrain/bundle \\
-        --real /work/shared/real_samples --layout data/synthetic-quick/train
+        --real ../shared/real_samples --layout data/synthetic-quick/train
 
 Reads the annotations as published (mmpose's COCO-style conversions, see each SOURCE.txt):
 RHD/test_rhd.json (21 x [u, v, vis] in RHD's order: wrist, then each finger tip to base;
@@ -198,7 +198,12 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path, help="an inference bundle folder (or .ckpt)")
-    parser.add_argument("--real", type=Path, default=Path("/work/shared/real_samples"))
+    parser.add_argument(
+        "--real",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "real_samples",
+        help="the real samples folder (default: shared/real_samples beside the repository)",
+    )
     parser.add_argument(
         "--layout",
         type=Path,
