@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
-from real_formats import make_freihand, make_rhd, make_stb  # noqa: E402
 
 from handshape.data.freihand import FreiHANDDataset  # noqa: E402
 from handshape.data.real import RealDataset, read_image  # noqa: E402
 from handshape.data.rhd import RHDDataset  # noqa: E402
 from handshape.data.stb import STBDataset, register_depth  # noqa: E402
+from real_formats import make_freihand, make_rhd, make_stb  # noqa: E402
 
 SAMPLES = REPO.parent / "shared" / "real_samples"
 

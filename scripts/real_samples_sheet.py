@@ -23,14 +23,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from real_formats import rebuild_rhd_from_json  # noqa: E402
-
 from handshape.data import crop as cropping  # noqa: E402
 from handshape.data.real import read_image  # noqa: E402
 from handshape.data.rhd import RHDDataset  # noqa: E402
 from handshape.data.stb import load_boxes  # noqa: E402
 from handshape.render.annotate import draw_skeleton  # noqa: E402
 from handshape.render.contact_sheet import contact_sheet  # noqa: E402
+from real_formats import rebuild_rhd_from_json  # noqa: E402
 
 log = logging.getLogger("real_samples_sheet")
 
