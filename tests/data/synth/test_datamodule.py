@@ -150,3 +150,16 @@ def test_the_background_folder_reaches_both_loaders(root: Path, tmp_path: Path) 
         off_hand = batch["ids"][:, 0, 0] == 0  # neither hand, forearm nor object there
         assert off_hand.any()
         assert torch.equal(corner[off_hand], torch.tensor([colour] * int(off_hand.sum())).float())
+
+
+def test_an_experiments_nested_generator_settings_override_only_themselves() -> None:
+    from handshape.config import load_experiment
+    from handshape.data.synth.datamodule import generator_config
+
+    quick = generator_config(load_experiment("quick").data)
+    assert quick.view_prior == {"egocentric": 0.0, "third_person": 0.0}  # the preset's own
+    cfg = load_experiment("quick", ["data.settings.forearm.enabled=false"])
+    forearm = generator_config(cfg.data).forearm
+    assert forearm["enabled"] is False and "length" in forearm  # the rest of the section stays
+    with pytest.raises(ValueError, match=r"unknown settings \['objects\.probabilty'\]"):
+        generator_config(load_experiment("quick", ["data.settings.objects.probabilty=0.5"]).data)

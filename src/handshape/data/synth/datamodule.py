@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from handshape.config import config_file
@@ -23,7 +24,9 @@ logger = logging.getLogger(__name__)
 def generator_config(data: Mapping[str, Any]) -> SynthConfig:
     """The generator settings of a config's data section: the settings file `data.config` (a
     name in configs/data/ or a path) with `data.settings` on top."""
-    settings = dict(data.get("settings") or {})
+    settings = data.get("settings") or {}
+    if isinstance(settings, DictConfig):
+        settings = OmegaConf.to_container(settings, resolve=True)
     return SynthConfig.load(config_file("data", str(data.get("config") or "synthetic")), settings)
 
 

@@ -32,6 +32,28 @@ from handshape.handmodel.poses import GestureLibrary
 SPLITS = ("train", "val")
 
 
+# Sections whose keys are settings of their own: a file or an override naming another key there
+# is refused (the camera section is an augmentation list in the format of the compositing).
+NESTED_SETTINGS = ("view_prior", "forearm", "skin", "objects", "validation")
+
+
+def _merge_settings(
+    values: dict[str, Any], overrides: dict[str, Any], source: str, prefix: str = ""
+) -> dict[str, Any]:
+    """`overrides` merged into `values` section by section (a nested setting overrides only
+    itself); a name `values` lacks is refused."""
+    merged = dict(values)
+    for key, value in overrides.items():
+        if key not in values:
+            raise ValueError(f"{source}: overrides name unknown settings ['{prefix}{key}']")
+        nested = prefix + key in NESTED_SETTINGS or prefix
+        if nested and isinstance(values[key], dict) and isinstance(value, dict):
+            merged[key] = _merge_settings(values[key], value, source, f"{prefix}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Settings of the generator; see configs/data/synthetic.yaml for their meaning."""
@@ -109,10 +131,7 @@ class SynthConfig:
             raise ValueError(f"{path}: cannot read the synthetic data config ({err})") from err
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
-        unknown = set(overrides or {}) - set(values)
-        if unknown:
-            raise ValueError(f"{path}: overrides name unknown settings {sorted(unknown)}")
-        return cls.from_dict({**values, **(overrides or {})}, str(path))
+        return cls.from_dict(_merge_settings(values, overrides or {}, str(path)), str(path))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
