@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 class Crop:
     """A square window of the photograph: top-left corner and side, in image pixels."""
 
-    x0: float
-    y0: float
-    side: float
+    x0: int
+    y0: int
+    side: int
 
     @classmethod
     def around(
@@ -49,8 +49,8 @@ class Crop:
         """The square centred on `box` (x0, y0, x1, y1), `margin` times its longer side; the
         whole image's centred square when no box is given."""
         if box is None:
-            side = float(min(width, height))
-            return cls((width - side) / 2, (height - side) / 2, side)
+            side = min(width, height)
+            return cls((width - side) // 2, (height - side) // 2, side)
         x0, y0, x1, y1 = box
         if not all(math.isfinite(v) for v in box):
             raise ValueError(f"hand box {box}: coordinates must be finite numbers")
@@ -61,8 +61,9 @@ class Crop:
                 f"hand box {box} lies wholly outside the {width}x{height} image (pixels: x to "
                 "the right, y down, from the top-left corner)"
             )
-        side = margin * max(x1 - x0, y1 - y0)
-        return cls((x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side)
+        side = round(margin * max(x1 - x0, y1 - y0))
+        # Whole pixels: the window cut from the image is exactly the one K and to_image assume.
+        return cls(round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2), side)
 
     def to_image(self, crop_px: np.ndarray, size: int) -> np.ndarray:
         """Crop pixel coordinates (..., 2) at network resolution -> image pixels."""
@@ -100,7 +101,7 @@ def predict_image(
         raise ValueError(f"{image_path}: {err}") from err
     size = net.input_size
     window = image.crop(
-        (round(crop.x0), round(crop.y0), round(crop.x0 + crop.side), round(crop.y0 + crop.side))
+        (crop.x0, crop.y0, crop.x0 + crop.side, crop.y0 + crop.side)
     ).resize((size, size), Image.BILINEAR)
     tensor = torch.from_numpy(np.array(window)).permute(2, 0, 1).float().div(255)[None]
     result = net(tensor)

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from handshape.config import load_experiment
-from handshape.data.real_datamodule import HOLDOUT_EVERY, MixtureSampler, holdout
+from handshape.data.real_datamodule import HOLDOUT_EVERY, MixtureSampler, holdout, interleaved
 from handshape.data.registry import build_datamodule, data_labels, eval_dataset
 from real_formats import make_freihand, make_rhd, make_stb
 
@@ -23,13 +23,27 @@ def config(*overrides: str) -> dict:
     return cfg
 
 
+class Numbers:
+    """A stand-in reader whose sample i is i."""
+
+    def __len__(self) -> int:
+        return 45
+
+    def load(self, index: int) -> int:
+        return index
+
+
 def test_the_held_out_part_is_every_20th_sample_and_never_trains() -> None:
-    data = list(range(45))
-    train, val = holdout(data, "train"), holdout(data, "val")  # type: ignore[arg-type]
-    assert [val[i] for i in range(len(val))] == [0, 20, 40]
+    train, val = holdout(Numbers(), "train"), holdout(Numbers(), "val")
+    assert [val.load(i) for i in range(len(val))] == [0, 20, 40]
     assert len(train) + len(val) == 45
-    assert not {train[i] for i in range(len(train))} & {0, 20, 40}
+    assert not {train.load(i) for i in range(len(train))} & {0, 20, 40}
     assert HOLDOUT_EVERY == 20
+
+
+def test_validation_interleaves_the_parts_of_a_mixture() -> None:
+    assert interleaved([3, 1, 2]) == [0, 3, 4, 1, 5, 2]
+    assert interleaved([2]) == [0, 1]
 
 
 def test_a_mixture_draws_each_part_by_its_weight_in_its_own_order() -> None:
@@ -49,12 +63,14 @@ def test_a_mixture_draws_each_part_by_its_weight_in_its_own_order() -> None:
 def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("real")
     make_rhd(base / "rhd", "training", 42)
-    make_stb(base / "stb", {f"B{i}{kind}": 21 for i in range(2, 7) for kind in ("Counting",)})
+    make_stb(
+        base / "stb", {f"B{i}{kind}": 4 for i in range(2, 7) for kind in ("Counting", "Random")}
+    )
     make_freihand(base / "freihand", 40)
     return {name: base / name for name in ("rhd", "stb", "freihand")}
 
 
-@pytest.mark.parametrize("name", ["rhd", "freihand"])
+@pytest.mark.parametrize("name", ["rhd", "stb", "freihand"])
 def test_a_real_set_trains_with_the_synthetic_item_format(name: str, roots: dict) -> None:
     data = build_datamodule(config(f"data.name={name}", f"data.root={roots[name]}"))
     batch = next(iter(data.train_dataloader()))

@@ -178,6 +178,9 @@ class RealDataset(Dataset):
         num_vertices: N of the zero `vertices` of mesh-less samples (778 = MANO's, the only
             real mesh topology; set it to the synthetic hand's when mixing with synthetic data).
         num_shapes: length of the zero `shape` entry (the handshape model has 14).
+        joint_crops: crop around the labelled 2D joints where no box is given; False crops the
+            whole image (FreiHAND's evaluation: its images are already crops around the hand,
+            and a crop from the labels would hand the network ground truth at test time).
     """
 
     def __init__(
@@ -191,8 +194,10 @@ class RealDataset(Dataset):
         max_bad_fraction: float = 0.01,
         num_vertices: int = MANO_VERTICES,
         num_shapes: int = 14,
+        joint_crops: bool = True,
     ) -> None:
         self.reader = reader
+        self.joint_crops = joint_crops
         self.size, self.margin, self.box_margin = int(size), float(margin), float(box_margin)
         self.train = train
         self.augment = build_augmentation(augmentation) if train else None
@@ -226,7 +231,7 @@ class RealDataset(Dataset):
         """(cx, cy, side): the given box, else around the 2D joints, else the whole image."""
         if raw.box is not None:
             return cropping.box_from_xywh(raw.box, self.box_margin)
-        if raw.joints_2d is not None:
+        if raw.joints_2d is not None and self.joint_crops:
             return cropping.box_from_joints(raw.joints_2d, self.margin)
         h, w = raw.image.shape[:2]
         return (w - 1) / 2.0, (h - 1) / 2.0, float(max(w, h))

@@ -1,18 +1,20 @@
 """Training on real data sets: which split trains, which validates, and mixtures of sets.
 
 Training and validation splits (validation is never the benchmark's test split, which only
-`handshape eval` scores):
+`handshape eval` scores; STB validates on a sequence of its own, since neighbouring video
+frames are near copies of each other):
 
 | set | train | validation | eval default (`handshape eval`) |
 |---|---|---|---|
 | rhd | `training`, all but every 20th sample | every 20th sample of `training` | `evaluation` |
-| stb | B2-B6 (SK camera), all but every 20th frame | every 20th frame of B2-B6 | B1 (`test`) |
+| stb | B2-B5 and B6Counting (SK camera) | B6Random | B1 (`test`) |
 | freihand | `train` (4 versions, all but the last 5 % of ids) | `val` (that 5 %) | `evaluation` |
 
 A mixture (`data.name: mix`, parts in `data.mix`) concatenates the parts' sets and draws
 training samples with the given weights (each part's share of the batches, whatever its size);
-its validation set is the parts' validation sets together. A synthetic part uses the data
-section's own generator settings.
+its validation set is the parts' validation sets interleaved, so that the first validation
+batches (`train.val_batches`) hold every part. A synthetic part uses the data section's own
+generator settings. A sample that cannot be read is replaced by another of the same split.
 
 Every item carries the label flags of `handshape.data.real` (has_joints_2d, has_joints_3d,
 has_mesh, ...); synthetic items have them too, so parts mix in one batch. Meshes are labels only
@@ -28,24 +30,47 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from handshape.data.freihand import FreiHANDDataset
-from handshape.data.real import MANO_VERTICES
-from handshape.data.rhd import RHDDataset
-from handshape.data.stb import STBDataset
+from handshape.data.real import MANO_VERTICES, RealDataset
+from handshape.data.rhd import RHDReader
+from handshape.data.stb import SEQUENCES as STB_SEQUENCES
+from handshape.data.stb import STBReader
 
-__all__ = ["HOLDOUT_EVERY", "MixtureSampler", "RealDataModule", "holdout", "real_splits"]
+__all__ = [
+    "HOLDOUT_EVERY",
+    "STB_VALIDATION",
+    "MixtureSampler",
+    "RealDataModule",
+    "SubsetReader",
+    "holdout",
+    "interleaved",
+    "real_splits",
+]
 
-HOLDOUT_EVERY = 20  # every 20th training sample validates (rhd, stb)
+HOLDOUT_EVERY = 20  # every 20th RHD training sample validates
+STB_VALIDATION = "B6Random"  # the STB sequence that validates
 
 
-def holdout(dataset: Dataset, part: str) -> Subset:
-    """The training ('train') or held-out validation ('val') part of a training split."""
-    indices = range(len(dataset))  # type: ignore[arg-type]
-    if part == "val":
-        return Subset(dataset, [i for i in indices if i % HOLDOUT_EVERY == 0])
-    return Subset(dataset, [i for i in indices if i % HOLDOUT_EVERY != 0])
+class SubsetReader:
+    """The samples `indices` of a reader, as a reader (so a skipped sample's replacement comes
+    from the same subset)."""
+
+    def __init__(self, reader: Any, indices: Sequence[int]) -> None:
+        self.reader, self.indices = reader, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> Any:
+        return self.reader.load(self.indices[index])
+
+
+def holdout(reader: Any, part: str) -> SubsetReader:
+    """The training ('train') or held-out validation ('val', every 20th) part of a reader."""
+    keep = (lambda i: i % HOLDOUT_EVERY == 0) if part == "val" else (lambda i: i % HOLDOUT_EVERY)
+    return SubsetReader(reader, [i for i in range(len(reader)) if keep(i)])
 
 
 def _options(cfg: Mapping[str, Any], train: bool, num_vertices: int) -> dict[str, Any]:
@@ -63,14 +88,16 @@ def real_splits(
     """(train, validation) datasets of real set `name` under `root` (module docstring)."""
     train, val = _options(cfg, True, num_vertices), _options(cfg, False, num_vertices)
     if name == "rhd":
+        reader = RHDReader(root, "training")
         return (
-            holdout(RHDDataset(root, "training", **train), "train"),
-            holdout(RHDDataset(root, "training", **val), "val"),
+            RealDataset(holdout(reader, "train"), **train),
+            RealDataset(holdout(reader, "val"), **val),
         )
     if name == "stb":
+        sequences = tuple(s for s in STB_SEQUENCES["train"] if s != STB_VALIDATION)
         return (
-            holdout(STBDataset(root, "train", **train), "train"),
-            holdout(STBDataset(root, "train", **val), "val"),
+            RealDataset(STBReader(root, sequences=sequences), **train),
+            RealDataset(STBReader(root, sequences=(STB_VALIDATION,)), **val),
         )
     if name == "freihand":
         mesh = num_vertices == MANO_VERTICES  # FreiHAND's meshes fit only a MANO network
@@ -116,6 +143,16 @@ class MixtureSampler(Sampler[int]):
         parts = torch.multinomial(self.weights, len(self), replacement=True).tolist()
         for k in parts:
             yield self.offsets[k] + next(orders[k])
+
+
+def interleaved(sizes: Sequence[int]) -> list[int]:
+    """Indices into the concatenation of parts taking one of each part in turn (a part that
+    runs out drops out): any prefix holds every part in proportion, to its own end."""
+    offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+    order = []
+    for i in range(max(sizes, default=0)):
+        order += [offsets[k] + i for k, n in enumerate(sizes) if i < n]
+    return order
 
 
 class RealDataModule(pl.LightningDataModule):
@@ -166,6 +203,7 @@ class RealDataModule(pl.LightningDataModule):
         return DataLoader(
             self.val_set,
             batch_size=self.batch_size,
+            sampler=interleaved([len(p[2]) for p in self.parts]),  # type: ignore[arg-type]
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -107,6 +107,12 @@ def _mix_datamodule(cfg: Mapping[str, Any]) -> RealDataModule:
     parts = []
     for name, root, weight in _mix_entries(cfg):
         if name == "synthetic":
+            if vertices != HandModel.default().num_vertices:
+                raise ValueError(
+                    f"data.mix: the synthetic meshes have handshape's topology, the network's "
+                    f"hand model ({cfg['handmodel']['mano']}) {vertices} vertices; a batch holds "
+                    "one topology: mix real sets only, or train on handshape's own hand"
+                )
             parts.append(_synthetic_part(cfg, root, weight))
         else:
             parts.append((name, *real_splits(name, root, cfg, vertices), weight))
@@ -150,7 +156,10 @@ DATASETS: dict[str, DataSpec] = {
     "freihand": DataSpec(
         prepare=_read_in_place,
         datamodule=_real_datamodule,
-        eval_dataset=lambda root, split: FreiHANDDataset(root, split, train=False),
+        # The whole image: FreiHAND's images are crops around the hand already.
+        eval_dataset=lambda root, split: FreiHANDDataset(
+            root, split, train=False, joint_crops=False
+        ),
         default_split="evaluation",
         labels=frozenset({"joints_2d", "joints_3d", "mask", "mesh"}),
     ),

@@ -147,7 +147,7 @@ def train_stage(
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()  # one W&B run per stage, grouped by experiment
     if trainer.global_step >= steps and trainer.is_global_zero:
-        (folder / "DONE").write_text(f"{trainer.global_step} steps\n")
+        atomic_write_text(folder / "DONE", f"{trainer.global_step} steps\n")
     return last
 
 
@@ -161,7 +161,7 @@ def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
         for k, v in _weights(checkpoint).items()
         if k.startswith("net.")
     }
-    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp))
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp), durable=True)
     config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
     atomic_write_text(out / "config.yaml", config_yaml)
     return out
