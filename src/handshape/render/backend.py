@@ -156,14 +156,21 @@ def _share_egl_display() -> None:
 def import_pyrender() -> ModuleType:
     """Configure a headless platform, apply the compatibility patches, import pyrender.
 
-    Patches: the numpy-2 aliases (:func:`install_numpy_shims`) and, on EGL, shared-display
-    reference counting so several renderers can coexist (see ``_share_egl_display``).
+    Patches: the numpy-2 aliases (:func:`install_numpy_shims`), pyglet headless (pyrender's
+    viewer needs no X libraries then) and, on EGL, shared-display reference counting so several
+    renderers can coexist (see ``_share_egl_display``).
 
     Returns:
         The imported ``pyrender`` module.
     """
     platform = configure_headless()
     install_numpy_shims()
+    if platform == "egl":
+        # pyrender imports its viewer, whose pyglet window class loads X11 libraries unless
+        # pyglet is headless (on EGL): a server without them (a GPU image) fails at import.
+        import pyglet
+
+        pyglet.options["headless"] = True
     import pyrender
 
     if platform == "egl":
