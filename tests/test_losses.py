@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -224,3 +222,20 @@ def test_rendered_depth_loss_gradcheck() -> None:
         lambda r, c: rendered_depth_loss(r, c, reference, mask, beta=0.5, miss=1.0),
         (rendered, coverage),
     )
+
+
+def test_labelled_pose_loss_averages_over_the_labelled_samples_only() -> None:
+    from handshape.losses import labelled_pose_loss
+
+    pred = torch.zeros(3, 2, 3, dtype=F64, requires_grad=True)
+    gt = torch.zeros(3, 2, 3, dtype=F64)
+    gt[0, 0] = torch.tensor([1.0, 2.0, 2.0])  # 9
+    gt[1] = float("nan")  # unlabelled: never read
+    gt[2, 1, 2] = 1.0  # 1
+    labelled = torch.tensor([True, False, True])
+    loss = labelled_pose_loss(pred, gt, labelled)
+    assert loss.item() == pytest.approx((9 + 1) / 2)
+    loss.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    assert torch.all(pred.grad[1] == 0)
+    assert labelled_pose_loss(pred, gt, torch.zeros(3, dtype=torch.bool)).item() == 0.0

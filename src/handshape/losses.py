@@ -31,6 +31,7 @@ from handshape.geometry.mesh_ops import face_normals
 __all__ = [
     "edge_loss",
     "heatmap_loss",
+    "labelled_pose_loss",
     "laplacian_loss",
     "normal_loss",
     "pose_loss",
@@ -171,6 +172,26 @@ def pose_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         Scalar: per sample, summed over joints; then the mean over the batch.
     """
     return _sq_dist_sum(pred, gt)
+
+
+def labelled_pose_loss(
+    pred: torch.Tensor, gt: torch.Tensor, labelled: torch.Tensor
+) -> torch.Tensor:
+    """L_J over the samples that have 3D joint labels (weak supervision's "+ w_J L_J").
+
+    Args:
+        pred, gt: (B, J, 3) predicted and ground-truth 3D joints (gt is not read where
+            unlabelled, so it may hold zeros or NaN there).
+        labelled: (B,) bool, True where the sample has 3D joints.
+
+    Returns:
+        Scalar: per labelled sample, the squared distances summed over joints; then the mean
+        over the labelled samples (0 when there is none).
+    """
+    mask = labelled.bool()
+    safe = torch.where(mask[:, None, None], gt, pred.detach())
+    per_sample = (pred - safe).square().sum(dim=(1, 2))
+    return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp_min(1)
 
 
 def rendered_depth_loss(
