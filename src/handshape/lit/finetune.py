@@ -17,13 +17,15 @@ sensor sees), and the scale is `finetune.depth.scale` (0: the template hand's). 
 rendered (`handshape.render.depth_raster`) at `finetune.depth.size` px square in the crop's K
 scaled to that size, and compared (`losses.rendered_depth_loss`) with the reference depth
 resized the same way (nearest, pixel centres), over the hand pixels: the item's mask where the
-set has one, else the valid readings within 15 cm of the root depth. L_pM and L_J compare
+set has one, else the valid readings within 15 cm of the root depth; both depths divided by the
+hand scale (so `finetune.depth.beta` and `miss` are in hand scales). L_pM and L_J compare
 scale-normalised coordinates (xyz / scale; both terms ignore a shared translation).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from handshape import losses
+from handshape.atomic import atomic_write_text
 from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
@@ -257,15 +260,17 @@ class FinetuneModule(pl.LightningModule):
         terms["heatmap"] = losses.heatmap_loss(out.heatmaps, gt["heatmaps"])
         vertices = self.lift(out.vertices, gt)
         render = self.renderer(vertices, gt["K_render"])
+        scale = gt["scale"][:, None, None]
+        # Depths in hand scales, like the other terms' coordinates: the same L_D for a small
+        # hand near the camera and a large one far away.
         terms["depth"] = losses.rendered_depth_loss(
-            render.depth,
+            render.depth / scale,
             render.coverage,
-            gt["ref_depth"],
+            gt["ref_depth"] / scale,
             gt["ref_mask"],
             beta=float(self.ft["depth"]["beta"]),
             miss=float(self.ft["depth"]["miss"]),
         ).mean()
-        scale = gt["scale"][:, None, None]
         pred_n = vertices / scale
         pseudo_n = self.lift(gt["pseudo_vertices"].float(), gt) / scale
         terms["edge"] = losses.edge_loss(pred_n, pseudo_n, self.edges)
@@ -340,12 +345,12 @@ def camera_errors(net: HandNet, batch: dict[str, torch.Tensor]) -> dict[str, tor
             out, scale_intrinsics(batch["K"][keep], src, size), joints[:, 0, 2], hand_scale(joints)
         )
     result = {
-        "pose_error": mean_joint_error(lifted.joints, joints) * 1000,
+        "pose_error": mean_joint_error(lifted.joints, joints),
         "joint_errors": torch.linalg.vector_norm(lifted.joints - joints, dim=-1) * 1000,
     }
     if "eval_vertices" in batch and lifted.vertices is not None:
         truth = batch["eval_vertices"][keep].float()
-        result["mesh_error"] = mean_vertex_error(lifted.vertices, truth) * 1000
+        result["mesh_error"] = mean_vertex_error(lifted.vertices, truth)
     return result
 
 
@@ -475,6 +480,21 @@ def finetune_config(
     return cfg
 
 
+def check_source(out: Path, source: dict[str, str]) -> None:
+    """Record what a fine-tuning output folder starts from (out/source.json); raise ValueError
+    when it holds a run from another bundle or data set (its stages would be stale)."""
+    path = out / "source.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != source:
+            raise ValueError(
+                f"{path}: {out} holds a fine-tuning of {before}, not {source}; choose another "
+                "finetune.output or delete it"
+            )
+        return
+    atomic_write_text(path, json.dumps(source, indent=1, sort_keys=True))
+
+
 def run_finetune(
     config: DictConfig | Mapping[str, Any],
     net: HandNet,
@@ -496,11 +516,14 @@ def run_finetune(
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
     bundle = Path(ft["bundle"])
+    source = {"bundle_hash": file_hash(bundle), "data": str(cfg["data"]["name"])}
+    check_source(out, source)
     sets = target_datasets(cfg, net.input_size)
     folder = cache_folder(
-        Path(ft["pseudo_gt"]["cache"]), str(cfg["data"]["name"]), "train", file_hash(bundle)
+        Path(ft["pseudo_gt"]["cache"]), source["data"], "train", source["bundle_hash"]
     )
-    key = {"dataset": str(cfg["data"]["name"]), "split": "train", "checkpoint": folder.name}
+    root = cfg["finetune"]["demo"]["root"] if source["data"] == "demo" else cfg["data"]["root"]
+    key = {"dataset": source["data"], "root": str(root), "checkpoint": source["bundle_hash"]}
     build_pseudo_gt(
         pseudo_gt_predictor(net, float(cfg["model"]["heatmap_sigma"])),
         sets["plain"],
