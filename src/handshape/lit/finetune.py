@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -515,6 +516,11 @@ def run_finetune(
     out = Path(ft["output"])
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
+    if cfg["train"]["trainer"]["accelerator"] == "cpu":
+        # As in pretraining: torch's threads competing with the DataLoader workers slow a
+        # small CPU down several times.
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores - int(cfg["train"]["num_workers"])))
     bundle = Path(ft["bundle"])
     source = {"bundle_hash": file_hash(bundle), "data": str(cfg["data"]["name"])}
     check_source(out, source)
