@@ -273,3 +273,24 @@ def test_two_stage_finetune_on_the_demo_domain(setup: dict[str, Any]) -> None:
         )
     )
     assert any(r.get("val/mesh_error") for r in rows)  # its meshes are kept for evaluation
+
+
+def test_demo_items_carry_only_what_an_rgbd_capture_gives(setup: dict[str, Any]) -> None:
+    from handshape.data.demo import DemoDataModule, eval_split
+
+    cfg = OmegaConf.to_container(
+        experiment(setup, "demo", setup["base"] / "unused", "finetune.demo.num_train=4"),
+        resolve=True,
+    )
+    sets = DemoDataModule.from_config(cfg).datasets()  # made here unless made already
+    item = sets["train"][0]
+    assert not item["has_joints_3d"] and torch.all(item["joints_3d"] == 0)
+    assert "vertices" not in item and item["eval_vertices"].abs().sum() > 0
+    assert torch.equal(item["mask"], item["depth"] > 0)
+    clean = sets["train"].base[0]["depth"]
+    assert (clean > 0).sum() > (item["depth"] > 0).sum()  # holes at the edges
+    assert not torch.equal(item["depth"][item["mask"]], clean[item["mask"]])  # noise
+    again = sets["train"][0]
+    assert torch.equal(again["depth"], item["depth"]) and torch.equal(again["image"], item["image"])
+    plan_root = Path(cfg["finetune"]["demo"]["root"])
+    assert eval_split(plan_root, "val")[0]["has_joints_3d"]

@@ -13,7 +13,8 @@ gives:
 
 The meshes and 3D joints are kept for evaluation only, as ``eval_vertices`` / ``eval_joints_3d``
 (no loss reads them). Every item is a pure function of (seed, split, index).
-The registry entry for it (`data.name: demo`) is `DemoDataModule.from_config`.
+The registry entry for it (`data.name: demo`): prepare `ensure_demo`, datamodule
+`DemoDataModule.from_config`, eval_dataset `eval_split`, default split "val".
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from handshape.handmodel.model import HandModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoDataModule", "DemoDataset", "demo_plans", "ensure_demo"]
+__all__ = ["DemoDataModule", "DemoDataset", "demo_plans", "ensure_demo", "eval_split"]
 
 
 def demo_plans(cfg: Mapping[str, Any]) -> dict[str, Plan]:
@@ -98,6 +99,12 @@ class DemoDataset(Dataset):
             "eval_vertices": clean["vertices"].float(),
             "eval_joints_3d": joints,
         }
+
+
+def eval_split(root: Path, split: str) -> DemoDataset:
+    """A split of a demo domain under `root` with the default sensor and seed (what the
+    registry's `eval_dataset` gets: a folder and a split, no config); items as `DemoDataset`."""
+    return DemoDataset(Path(root) / split, SensorModel(), joints_3d=True)
 
 
 class DemoDataModule(pl.LightningDataModule):
