@@ -475,6 +475,10 @@ def finetune_config(
     cfg["model"], cfg["handmodel"] = bundle_cfg["model"], bundle_cfg["handmodel"]
     ft = cfg["finetune"]
     cfg["train"]["stages"] = copy.deepcopy(ft["stages"])
+    # The stage runner checkpoints at validations and epoch ends only: a stage shorter than
+    # both would end with no checkpoint to continue from.
+    budgets = [int(s["steps"]) for s in ft["stages"].values() if int(s["steps"]) > 0]
+    cfg["train"]["val_every"] = min([int(cfg["train"]["val_every"]), *budgets])
     cfg["train"]["batch_size"] = ft["batch_size"]
     cfg["train"]["lr"], cfg["train"]["optimizer"] = ft["lr"], ft["optimizer"]
     cfg["output"] = ft["output"]
