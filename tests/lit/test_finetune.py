@@ -39,7 +39,15 @@ pytestmark = [
     ),
     pytest.mark.usefixtures("single_thread"),
 ]
-DEPTH = {"size": 4, "window": 1, "wrist_inset": 0.01, "beta": 0.3, "miss": 1.0, "scale": 0.0}
+DEPTH = {
+    "size": 4,
+    "window": 1,
+    "wrist_inset": 0.01,
+    "beta": 0.3,
+    "miss": 1.0,
+    "scale": 0.0,
+    "reduction": "sum",
+}
 
 
 # ---- batch preparation ---------------------------------------------------------------------
@@ -191,6 +199,11 @@ def test_weak_loss_terms_and_weights(setup: dict[str, Any]) -> None:
     w = cfg["finetune"]["loss_weights"]
     expected = sum(w[k] * terms[k] for k in ("heatmap", "depth", "edge", "laplacian", "pose"))
     assert terms["total"].item() == pytest.approx(float(expected), rel=1e-6)
+    module.ft = {**module.ft, "depth": {**module.ft["depth"], "reduction": "mean"}}
+    with torch.no_grad():
+        mean = module.compute_losses(gt)["depth"]
+    pixels = gt["ref_mask"].sum().item()
+    assert pixels > 1 and terms["depth"].item() == pytest.approx(mean.item() * pixels, rel=1e-5)
     assert set(FinetuneModule(cfg, "ft_hourglass").compute_losses(gt)) == {"heatmap", "total"}
 
 

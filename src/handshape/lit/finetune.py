@@ -18,7 +18,9 @@ rendered (`handshape.render.depth_raster`) at `finetune.depth.size` px square in
 scaled to that size, and compared (`losses.rendered_depth_loss`) with the reference depth
 resized the same way (nearest, pixel centres), over the hand pixels: the item's mask where the
 set has one, else the valid readings within 15 cm of the root depth; both depths divided by the
-hand scale (so `finetune.depth.beta` and `miss` are in hand scales). L_pM and L_J compare
+hand scale (so `finetune.depth.beta` and `miss` are in hand scales), and summed over the hand
+pixels like the other terms' per-sample sums (`finetune.depth.reduction: sum`; `mean` divides
+by the hand's pixel count). L_pM and L_J compare
 scale-normalised coordinates (xyz / scale; both terms ignore a shared translation).
 """
 
@@ -264,14 +266,19 @@ class FinetuneModule(pl.LightningModule):
         scale = gt["scale"][:, None, None]
         # Depths in hand scales, like the other terms' coordinates: the same L_D for a small
         # hand near the camera and a large one far away.
-        terms["depth"] = losses.rendered_depth_loss(
+        per_pixel = losses.rendered_depth_loss(
             render.depth / scale,
             render.coverage,
             gt["ref_depth"] / scale,
             gt["ref_mask"],
             beta=float(self.ft["depth"]["beta"]),
             miss=float(self.ft["depth"]["miss"]),
-        ).mean()
+        )
+        if str(self.ft["depth"]["reduction"]) == "sum":
+            # The per-sample sum of the other terms: a mean over ~100 hand pixels would leave
+            # 0.1 L_D a thousandth of L_weakly (measured, docs/benchmarks.md).
+            per_pixel = per_pixel * gt["ref_mask"].flatten(1).sum(1)
+        terms["depth"] = per_pixel.mean()
         pred_n = vertices / scale
         pseudo_n = self.lift(gt["pseudo_vertices"].float(), gt) / scale
         terms["edge"] = losses.edge_loss(pred_n, pseudo_n, self.edges)
