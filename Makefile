@@ -13,13 +13,16 @@ SYNTH_DIR ?= data/synthetic
 SYNTH_TRAIN ?= 4096
 SYNTH_VAL ?= 512
 WORKERS ?= 2
+DATA ?= demo
+ROOT ?=
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: help venv test lint pretrain ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
+.PHONY: help venv test lint pretrain finetune finetune-study ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
 
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
+	@echo "make finetune  weak supervision of its bundle (DATA=demo|rhd|stb ROOT=PATH)"
 	@echo "make ablate-losses  Table 1: Full, -Normal, -Edge, -Laplacian, -3D Pose side by side"
 	@echo "make compare-heads  Table 2: MANO-based, direct LBS and Graph CNN heads side by side"
 	@echo "make pose-baselines Fig. 8: pose straight from the image, through the mesh, from the latent"
@@ -50,6 +53,13 @@ test: venv
 
 pretrain: venv
 	$(BIN)/handshape pretrain --experiment $(EXPERIMENT)
+
+# Weak supervision from the pretrain bundle: DATA=rhd|stb ROOT=PATH, or the demo domain.
+finetune: venv
+	$(BIN)/handshape finetune --experiment $(EXPERIMENT) --data $(DATA) $(if $(ROOT),--root $(ROOT)) $(OVERRIDES)
+
+finetune-study: venv
+	$(BIN)/handshape study weak $(OVERRIDES)
 
 ablate-losses: venv
 	$(BIN)/handshape study losses $(OVERRIDES)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.losses import (
-    depth_loss,
     edge_loss,
     heatmap_loss,
     laplacian_loss,
@@ -189,34 +186,6 @@ def test_laplacian_loss_gradcheck() -> None:
 # --------------------------------------------------------------------------- depth
 
 
-def test_depth_loss_smooth_l1_masked_mean() -> None:
-    gt = torch.zeros(2, 1, 2, 2, dtype=F64)
-    pred = torch.zeros_like(gt)
-    pred[0, 0, 0, 0] = 0.5  # 0.5 * 0.25 = 0.125
-    pred[0, 0, 0, 1] = 2.0  # 2 - 0.5 = 1.5
-    gt[0, 0, 1, 1] = math.inf  # invalid reading, masked out
-    pred[1, 0, 1, 0] = -3.0  # 2.5
-    mask = torch.ones(2, 1, 2, 2, dtype=torch.bool)
-    mask[0, 0, 1, 1] = False
-    # Sample 0: (0.125 + 1.5 + 0) / 3 valid pixels; sample 1: 2.5 / 4.
-    expected = ((0.125 + 1.5) / 3 + 2.5 / 4) / 2
-    assert depth_loss(pred, gt, mask).item() == pytest.approx(expected)
-    finite_gt = gt.clone()
-    finite_gt[0, 0, 1, 1] = 0.0
-    assert depth_loss(pred, finite_gt).item() == pytest.approx(((0.125 + 1.5) / 4 + 2.5 / 4) / 2)
-    # An all-invalid sample contributes zero but still counts in the batch.
-    empty = mask.clone()
-    empty[1] = False
-    assert depth_loss(pred, gt, empty).item() == pytest.approx((0.125 + 1.5) / 3 / 2)
-
-
-def test_depth_loss_gradcheck() -> None:
-    gt = _rand(2, 3, 3)
-    pred = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
-    mask = _rand(2, 3, 3, seed=2) > 0
-    assert torch.autograd.gradcheck(lambda p: depth_loss(p, gt, mask, beta=0.5), (pred,))
-
-
 def test_rendered_depth_loss_hand_computed() -> None:
     from handshape.losses import rendered_depth_loss
 
@@ -253,3 +222,20 @@ def test_rendered_depth_loss_gradcheck() -> None:
         lambda r, c: rendered_depth_loss(r, c, reference, mask, beta=0.5, miss=1.0),
         (rendered, coverage),
     )
+
+
+def test_labelled_pose_loss_averages_over_the_labelled_samples_only() -> None:
+    from handshape.losses import labelled_pose_loss
+
+    pred = torch.zeros(3, 2, 3, dtype=F64, requires_grad=True)
+    gt = torch.zeros(3, 2, 3, dtype=F64)
+    gt[0, 0] = torch.tensor([1.0, 2.0, 2.0])  # 9
+    gt[1] = float("nan")  # unlabelled: never read
+    gt[2, 1, 2] = 1.0  # 1
+    labelled = torch.tensor([True, False, True])
+    loss = labelled_pose_loss(pred, gt, labelled)
+    assert loss.item() == pytest.approx((9 + 1) / 2)
+    loss.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    assert torch.all(pred.grad[1] == 0)
+    assert labelled_pose_loss(pred, gt, torch.zeros(3, dtype=torch.bool)).item() == 0.0

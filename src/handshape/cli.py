@@ -332,12 +332,36 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     logger.info("report: %s; inference bundle: %s", report, bundle)
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from handshape.config import load_experiment
+    from handshape.evaluate import load_network
+    from handshape.lit.finetune import run_finetune
+
+    overrides = [f"data.name={args.data}", *args.overrides]
+    if args.root is not None:
+        overrides.append(f"data.root={args.root}")
+    elif args.data != "demo":
+        raise SystemExit(f"handshape finetune: --data {args.data} needs --root (the set's folder)")
+    if args.bundle is not None:
+        overrides.append(f"finetune.bundle={args.bundle}")
+    cfg = load_experiment(args.experiment, overrides, args.configs)
+    net, net_cfg = load_network(Path(cfg.finetune.bundle))
+    bundle = run_finetune(cfg, net, net_cfg)
+    logger.info("fine-tuned bundle: %s", bundle)
+
+
 def cmd_study(args: argparse.Namespace) -> None:
     from handshape.studies.run import run_study
     from handshape.studies.spec import load_study, study_path
 
     study = load_study(study_path(args.study))
     out = args.out or Path("outputs") / study.name
+    settings = [o.lstrip("+") for v in study.variants.values() for o in v]
+    if settings and all(o.startswith("finetune.") for o in settings):
+        from handshape.studies.weak import run_weak_study  # fine-tuning variants only
+
+        run_weak_study(study, out, args.overrides, args.configs)
+        return
     run_study(study, out, args.overrides, args.configs, workers=args.workers)
 
 
@@ -456,6 +480,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=2, help="processes for data generation")
         p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
         p.set_defaults(func=func)
+
+    text = (
+        "weakly supervised fine-tuning (paper Sec. 4.4) of a pretrained bundle on RGB-D data "
+        "without mesh labels: RHD, STB, or the built-in demo domain (resumable)"
+    )
+    p = sub.add_parser("finetune", help=text, description=text)
+    p.add_argument("--data", choices=("demo", "rhd", "stb"), default="demo", help="target data")
+    p.add_argument("--root", type=Path, help="the data set's folder (rhd, stb)")
+    p.add_argument("--bundle", type=Path, help="pretrained bundle (default: finetune.bundle)")
+    p.add_argument("--experiment", default="quick", help="an experiment name or YAML path")
+    p.add_argument("--configs", type=Path, help=CONFIGS_HELP)
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.set_defaults(func=cmd_finetune)
 
     text = (
         "train and evaluate the variants of a study side by side (configs/study/*.yaml: loss "

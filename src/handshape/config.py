@@ -5,8 +5,9 @@ folder and from an installed wheel; a folder the user gives is searched first, f
 it may hold just one experiment of its own. Composition, each step checked against the last:
 
 1. `base.yaml`: every key outside the groups (data, handmodel, output, the run's name);
-2. each group (`model/`, `train/`): `GROUP/base.yaml`, then the preset the experiment names in
-   its `defaults` mapping (e.g. `model: quick`), which lists only what it changes;
+2. each group (`model/`, `train/`, `finetune/`): `GROUP/base.yaml`, then the preset the
+   experiment names in its `defaults` mapping (e.g. `model: quick`), which lists only what it
+   changes;
 3. the experiment's own keys (`experiment/NAME.yaml`, or a path to a YAML file);
 4. `key=value` overrides; `+key=value` adds a key the config does not have.
 
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 _MISSING = object()
 PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
-GROUPS = ("model", "train")
+GROUPS = ("model", "train", "finetune")
 OPEN_SECTIONS = ("data.settings", "data.augmentation", "train.trainer")
 
 __all__ = ["PACKAGE_CONFIGS", "config_file", "load_experiment"]

@@ -1,12 +1,12 @@
 """The training losses of Ge et al. (CVPR 2019), Sec. 4.3-4.4, one function per term.
 
-Reduction convention (all terms except `depth_loss`): each loss is the paper's SUM over the
+Reduction convention (all terms except `rendered_depth_loss`): each loss is the paper's SUM over the
 elements of one sample (heat-map pixels of all joints, vertices, faces, edges, joints; and over
 the x/y/z components inside each squared norm), then the MEAN over the batch. The paper writes
 every term as a per-sample sum and tunes its weights (lambda_v = lambda_n = lambda_e = 1,
 lambda_l = 50, lambda_H = 0.5, lambda_J = 1, ...) for those sums, so the sums are kept; averaging
-over the batch makes the magnitude independent of the batch size. `depth_loss` is the exception
-(a mean over the valid pixels of each sample, see its docstring).
+over the batch makes the magnitude independent of the batch size. `rendered_depth_loss`, the one
+L_D, is the exception (per sample, a mean over its hand pixels, see its docstring).
 
 Weights are NOT applied here. The functions fix no unit: magnitudes follow whatever space the
 caller passes (uvd, metres, ...). For orientation, with the project's hand (1050 vertices,
@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from handshape.geometry.mesh_ops import face_normals
 
 __all__ = [
-    "depth_loss",
     "edge_loss",
     "heatmap_loss",
+    "labelled_pose_loss",
     "laplacian_loss",
     "normal_loss",
     "pose_loss",
@@ -178,39 +178,24 @@ def pose_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return _sq_dist_sum(pred, gt)
 
 
-def depth_loss(
-    pred_depth: torch.Tensor,
-    gt_depth: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    beta: float = 1.0,
+def labelled_pose_loss(
+    pred: torch.Tensor, gt: torch.Tensor, labelled: torch.Tensor
 ) -> torch.Tensor:
-    """L_D = smoothL1(D, D^) between a rendered and a captured depth map (paper Eq. 7).
-
-    smoothL1(x) = 0.5 x^2 / beta if |x| < beta else |x| - 0.5 beta (torch's definition).
-    Unlike the other terms this is a MEAN over the valid pixels of each sample (the usual
-    smooth-L1 reduction; a sum would weight each sample by the area of its hand), then the mean
-    over the batch. A sample with no valid pixel contributes 0 (and still counts in the batch).
+    """L_J over the samples that have 3D joint labels (weak supervision's "+ w_J L_J").
 
     Args:
-        pred_depth: (B, H, W) or (B, 1, H, W) rendered depth.
-        gt_depth: same shape, reference depth.
-        mask: optional bool tensor of the same shape, True where the reference is valid
-            (e.g. on the hand and with a depth reading); None means every pixel.
-        beta: the smooth-L1 transition point, in depth units.
+        pred, gt: (B, J, 3) predicted and ground-truth 3D joints (gt is not read where
+            unlabelled, so it may hold zeros or NaN there).
+        labelled: (B,) bool, True where the sample has 3D joints.
 
     Returns:
-        Scalar.
+        Scalar: per labelled sample, the squared distances summed over joints; then the mean
+        over the labelled samples (0 when there is none).
     """
-    per_px = F.smooth_l1_loss(pred_depth, gt_depth, reduction="none", beta=beta)
-    b = per_px.shape[0]
-    per_px = per_px.reshape(b, -1)
-    if mask is None:
-        return per_px.mean(dim=1).mean()
-    m = mask.reshape(b, -1).bool()
-    # where, not a product: invalid pixels may hold inf/NaN references.
-    summed = torch.where(m, per_px, torch.zeros_like(per_px)).sum(dim=1)
-    per_sample = summed / m.sum(dim=1).clamp_min(1).to(per_px.dtype)
-    return per_sample.mean()
+    mask = labelled.bool()
+    safe = torch.where(mask[:, None, None], gt, pred.detach())
+    per_sample = (pred - safe).square().sum(dim=(1, 2))
+    return torch.where(mask, per_sample, 0.0).sum() / mask.sum().clamp_min(1)
 
 
 def rendered_depth_loss(

@@ -19,8 +19,16 @@ def test_help_lists_every_command() -> None:
         text=True,
         check=True,
     )
-    for command in ("handmodel", "graph", "pretrain"):
+    for command in ("handmodel", "graph", "pretrain", "finetune"):
         assert command in result.stdout
+
+
+def test_finetune_on_a_real_set_needs_its_folder_and_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--data rhd needs --root"):
+        main(["finetune", "--data", "rhd", "--experiment", "tiny"])
+    missing = tmp_path / "no_bundle"
+    code = main(["finetune", "--experiment", "tiny", "--bundle", str(missing)])
+    assert code != 0
 
 
 @pytest.mark.parametrize("suffix", [".obj", ".ply"])

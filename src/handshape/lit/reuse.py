@@ -43,6 +43,7 @@ RUN_SETTINGS = (
     "train.val_every",
     "train.val_batches",
     "train.num_workers",
+    "finetune.",  # fine-tuning settings: pretraining never sees them
 )
 _NOT_THE_MESH = ("model.head.", "model.pose_from", "model.latent_pose.", "train.loss_weights.")
 UNSEEN_BY = {
