@@ -109,8 +109,12 @@ def from_uvd(
         K, root_depth, scale, size: as in `to_uvd`.
 
     Returns:
-        (B, N, 3) camera-frame points in the unit of `root_depth` and `scale`.
+        (B, N, 3) camera-frame points in the unit of `root_depth` and `scale`, in the wider
+        dtype of `uvd` and `K`, and at least float32 (half-precision network outputs under
+        mixed precision are lifted in float32: torch.linalg.solve has no half kernels).
     """
+    dtype = torch.promote_types(torch.promote_types(uvd.dtype, K.dtype), torch.float32)
+    uvd, K = uvd.to(dtype), K.to(dtype)
     px = uv_to_pixels(uvd[..., :2], size)
     z = root_depth[..., None] + uvd[..., 2] * scale[..., None]  # (B, N)
     homog = torch.cat([px, torch.ones_like(px[..., :1])], dim=-1)  # (B, N, 3)
