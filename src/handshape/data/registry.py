@@ -11,6 +11,7 @@ the set has (`labels`: a training stage whose loss has none of them is refused).
 | rhd | RHD_published_v2 (`handshape.data.rhd`) | evaluation |
 | stb | STB, SK camera (`handshape.data.stb`; Ge et al.'s boxes: ROOT/STB_eval_bboxes.mat) | test |
 | freihand | FreiHAND_pub_v2 (`handshape.data.freihand`) | evaluation |
+| demo | weak supervision's target domain (`handshape.data.demo`): RGB-D captures, no meshes | val |
 | mix | several of the above with weights (`data.mix`), e.g. synthetic + RHD | - |
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import Dataset
 
+from handshape.data import demo
 from handshape.data.freihand import FreiHANDDataset
 from handshape.data.real import MANO_VERTICES
 from handshape.data.real_datamodule import RealDataModule, real_splits
@@ -162,6 +164,13 @@ DATASETS: dict[str, DataSpec] = {
         ),
         default_split="evaluation",
         labels=frozenset({"joints_2d", "joints_3d", "mask", "mesh"}),
+    ),
+    "demo": DataSpec(  # weak supervision's built-in target domain (fine-tuning, evaluation)
+        prepare=demo.ensure_demo,
+        datamodule=demo.DemoDataModule.from_config,
+        eval_dataset=demo.eval_split,
+        default_split="val",
+        labels=frozenset({"joints_2d", "depth", "mask"}),
     ),
     "mix": DataSpec(
         prepare=_prepare_mix,

@@ -30,8 +30,7 @@ import copy
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -455,19 +454,6 @@ def target_datasets(cfg: Mapping[str, Any], size: int) -> dict[str, Dataset]:
 # ---- the schedule --------------------------------------------------------------------------
 
 
-@contextmanager
-def _stage_module() -> Iterator[None]:
-    """lit.train.train_stage builds a PretrainModule; let it build a FinetuneModule instead.
-    A stop-gap until train_stage takes the module class as an argument (asked for)."""
-    from handshape.lit import train as runner
-
-    original = runner.PretrainModule
-    runner.PretrainModule = FinetuneModule  # type: ignore[misc,assignment]
-    try:
-        yield
-    finally:
-        runner.PretrainModule = original  # type: ignore[misc]
-
 
 def finetune_config(
     config: DictConfig | Mapping[str, Any], bundle_cfg: Mapping[str, Any]
@@ -520,7 +506,7 @@ def run_finetune(
     `handshape.evaluate.load_network` reads them (the caller loads it: evaluation sits above
     this layer)."""
     from handshape.lit.reuse import done_steps
-    from handshape.lit.train import _weights, export_bundle, train_stage
+    from handshape.lit.train import checkpoint_weights, export_bundle, train_stage
 
     cfg = finetune_config(config, net_cfg)
     ft = cfg["finetune"]
@@ -562,7 +548,6 @@ def run_finetune(
             logger.info("fine-tuning stage '%s' already done (%s)", stage, last)
         else:
             logger.info("fine-tuning stage '%s': %d steps", stage, steps)
-            with _stage_module():
-                train_stage(cfg, stage, out, data, init, progress)
-        init = _weights(last)
+            train_stage(cfg, stage, out, data, init, progress, module_cls=FinetuneModule)
+        init = checkpoint_weights(last)
     return export_bundle(cfg, last, out / "bundle")

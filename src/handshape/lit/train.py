@@ -76,12 +76,12 @@ def _initial_weights(path: str | None) -> dict[str, torch.Tensor]:
         except Exception as err:  # safetensors raises its own error type
             raise ValueError(f"{weights_file}: not a readable safetensors file ({err})") from err
     try:
-        return _weights(weights_file)
+        return checkpoint_weights(weights_file)
     except Exception as err:  # zip, pickle and weights-only errors of several types
         raise ValueError(f"{weights_file}: not a handshape training checkpoint ({err})") from err
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
+def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint; never unpickles arbitrary objects."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["state_dict"]
@@ -94,14 +94,18 @@ def train_stage(
     data: pl.LightningDataModule,
     init: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
+    module_cls: type[pl.LightningModule] = PretrainModule,
 ) -> Path:
-    """Fit one stage (resuming if it was interrupted); returns its last checkpoint."""
+    """Fit one stage (resuming if it was interrupted); returns its last checkpoint.
+
+    module_cls: the LightningModule of the stage (weak supervision's `FinetuneModule` runs
+    through here too)."""
     folder = out / stage
     ckpt_dir = folder / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     train = cfg["train"]
     steps = int(train["stages"][stage]["steps"])
-    module = PretrainModule(cfg, stage)
+    module = module_cls(cfg, stage)
     if init and not last.exists():
         # Sub-modules trained by earlier stages; the rest starts from its initialisation.
         try:
@@ -143,6 +147,10 @@ def train_stage(
         **train["trainer"],
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    if trainer.global_step >= steps and not last.exists():
+        # A stage shorter than an epoch and the validation interval ends before any callback
+        # saved it; its weights are kept all the same (every rank calls, rank zero writes).
+        trainer.save_checkpoint(last)
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()  # one W&B run per stage, grouped by experiment
@@ -158,7 +166,7 @@ def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state = {
         k.removeprefix("net."): v.contiguous()
-        for k, v in _weights(checkpoint).items()
+        for k, v in checkpoint_weights(checkpoint).items()
         if k.startswith("net.")
     }
     atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp), durable=True)
@@ -232,10 +240,10 @@ def run_pretraining(
             last = train_stage(cfg, stage, out, data, start, progress)
             saved = None  # the checkpoint changed: read it again below
         if stage == "full":
-            init = _weights(best_or_last(out / stage))
+            init = checkpoint_weights(best_or_last(out / stage))
         elif stage != "transfer":
             prefix = f"net.{TRAINED_BY[stage]}."
-            weights = saved["state_dict"] if saved is not None else _weights(last)
+            weights = saved["state_dict"] if saved is not None else checkpoint_weights(last)
             init.update({k: v for k, v in weights.items() if k.startswith(prefix)})
     if schedule[-1] not in todo:
         return out

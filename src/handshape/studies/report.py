@@ -19,7 +19,7 @@ from handshape.lit.pretrain import overlay_row
 from handshape.metrics import format_mm, plot_pck
 from handshape.studies.spec import Study
 
-__all__ = ["previews", "results_table", "write_report"]
+__all__ = ["label_rows", "previews", "results_table", "write_report"]
 
 
 def write_report(study: Study, out: Path, base: DictConfig, results: dict[str, Any]) -> str:
@@ -79,13 +79,13 @@ def previews(study: Study, out: Path, base: DictConfig, count: int = 4) -> Path:
         labels.append(name)
     rows.append(overlay_row(gt, gt["vertices"], gt["joints_3d"], faces, count))
     labels.append("ground truth")
-    image = _label_rows(np.concatenate(rows, axis=0), labels, rows[0].shape[0])
+    image = label_rows(np.concatenate(rows, axis=0), labels, rows[0].shape[0])
     path = out / "previews.png"
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
 
 
-def _label_rows(grid: np.ndarray, labels: list[str], row_height: int) -> Image.Image:
+def label_rows(grid: np.ndarray, labels: list[str], row_height: int) -> Image.Image:
     """The grid with a white margin on the left holding each row's label."""
     margin = 110
     canvas = Image.new("RGB", (grid.shape[1] + margin, grid.shape[0]), (255, 255, 255))

@@ -31,7 +31,7 @@ from handshape.lit.finetune import evaluate_domain, run_finetune, scale_intrinsi
 from handshape.lit.pretrain import overlay_row
 from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, plot_pck
 from handshape.nets.network import HandNet
-from handshape.studies.report import _label_rows
+from handshape.studies.report import label_rows
 from handshape.studies.spec import Study
 
 __all__ = ["run_weak_study", "weak_variant_config"]
@@ -148,6 +148,6 @@ def write_weak_report(
     image = F.interpolate(batch["image"], size=(size, size), mode="bilinear", antialias=True)
     gt = {"image": image, "K": scale_intrinsics(batch["K"], batch["image"].shape[-1], size)}
     rows.append(overlay_row(gt, batch["eval_vertices"], batch["eval_joints_3d"], faces, len(image)))
-    grid = _label_rows(np.concatenate(rows, axis=0), [*nets, "ground truth"], rows[0].shape[0])
+    grid = label_rows(np.concatenate(rows, axis=0), [*nets, "ground truth"], rows[0].shape[0])
     atomic_write(out / "meshes.png", lambda tmp: grid.save(tmp, format="PNG"))
     return table
