@@ -94,18 +94,18 @@ def train_stage(
     data: pl.LightningDataModule,
     init: dict[str, torch.Tensor] | None = None,
     progress: bool = True,
-    module_cls: type[pl.LightningModule] = PretrainModule,
+    module_cls: type[pl.LightningModule] | None = None,
 ) -> Path:
     """Fit one stage (resuming if it was interrupted); returns its last checkpoint.
 
-    module_cls: the LightningModule of the stage (weak supervision's `FinetuneModule` runs
-    through here too)."""
+    module_cls: the LightningModule of the stage (default `PretrainModule`; weak supervision's
+    `FinetuneModule` runs through here too)."""
     folder = out / stage
     ckpt_dir = folder / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     train = cfg["train"]
     steps = int(train["stages"][stage]["steps"])
-    module = module_cls(cfg, stage)
+    module = (module_cls or PretrainModule)(cfg, stage)
     if init and not last.exists():
         # Sub-modules trained by earlier stages; the rest starts from its initialisation.
         try:
