@@ -87,7 +87,8 @@ def test_the_quick_preset_is_the_documented_cpu_run() -> None:
     assert cfg.train.loss_weights == {
         "heatmap": 0.5, "vertex": 1.0, "normal": 1.0, "edge": 1.0, "laplacian": 50.0, "pose": 1.0
     }  # fmt: skip
-    assert cfg.data.settings == {"view_cone": 60.0, "roll": 45.0}
+    assert cfg.data.settings.view_cone == 60.0 and cfg.data.settings.roll == 45.0
+    assert cfg.data.settings.view_prior == {"egocentric": 0.0, "third_person": 0.0}
     assert cfg.data.name == "synthetic"
     OmegaConf.to_container(cfg, resolve=True)  # fully resolvable
 

@@ -313,7 +313,7 @@ def test_configure_optimizers_follows_the_config(name: str, kind: type) -> None:
 
 def test_an_unknown_optimizer_is_a_clear_error() -> None:
     module = make_module("full", "train.optimizer=sgdx")
-    with pytest.raises(ValueError, match=r"unknown optimizer 'sgdx'"):
+    with pytest.raises(ValueError, match=r"unknown train\.optimizer 'sgdx'"):
         module.configure_optimizers()
 
 

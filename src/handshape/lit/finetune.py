@@ -48,6 +48,7 @@ from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_fol
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
+from handshape.lit.pretrain import make_optimizer
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import HandNet
 from handshape.render.depth_raster import DepthRenderer
@@ -317,13 +318,7 @@ class FinetuneModule(pl.LightningModule):
         self._val_errors.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        name, lr = str(self.ft["optimizer"]), float(self.ft["lr"])
-        if name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr)
-        raise ValueError(f"unknown finetune.optimizer '{name}' (rmsprop or adam)")
+        return make_optimizer(self.net, str(self.ft["optimizer"]), float(self.ft["lr"]), "finetune")
 
 
 # ---- evaluation ----------------------------------------------------------------------------

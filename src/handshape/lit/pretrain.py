@@ -69,6 +69,19 @@ def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
+
+
+def make_optimizer(
+    net: torch.nn.Module, name: str, lr: float, section: str
+) -> torch.optim.Optimizer:
+    """The optimiser `name` over the parameters that train in this stage (requires_grad);
+    `section` names the config section in the error for another name."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown {section}.optimizer '{name}' ({' or '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[name]([p for p in net.parameters() if p.requires_grad], lr=lr)
+
+
 def labelled(gt: dict[str, torch.Tensor], label: str) -> torch.Tensor:
     """(B,) bool: the samples of a batch that carry `label` (all of them when the batch has no
     flag for it)."""
@@ -393,10 +406,5 @@ class PretrainModule(pl.LightningModule):
         self._val_errors.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.net.parameters() if p.requires_grad]  # set per stage
-        name, lr = self.cfg["train"]["optimizer"], float(self.cfg["train"]["lr"])
-        if name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr)
-        raise ValueError(f"unknown optimizer '{name}' (rmsprop or adam)")
+        train = self.cfg["train"]
+        return make_optimizer(self.net, str(train["optimizer"]), float(train["lr"]), "train")
