@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from real_formats import make_freihand
 from torch.utils.data import DataLoader
 
 from handshape.data.freihand import (
@@ -19,6 +18,7 @@ from handshape.data.freihand import (
     validation_ids,
 )
 from handshape.data.real import DataFileError, LayoutError, project
+from real_formats import make_freihand
 
 NUM = 6
 

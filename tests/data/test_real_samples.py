@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from real_formats import rebuild_rhd_from_json
 
 from handshape.data.freihand import FreiHANDDataset, FreiHANDReader
 from handshape.data.real import project
 from handshape.data.rhd import RHDDataset, RHDReader
 from handshape.data.stb import load_boxes
 from handshape.joints import SCALE_BONE
+from real_formats import rebuild_rhd_from_json
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real_samples"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} absent")

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from real_formats import make_rhd, python2_pickle, write_png
 from torch.utils.data import DataLoader
 
 from handshape.data.real import DataFileError, LayoutError, project, to_source_frame
 from handshape.data.rhd import RHD_TO_PROJECT, RHDDataset, RHDReader, decode_depth, read_mask_ids
 from handshape.safe_pickle import UnsafePickleError
+from real_formats import make_rhd, python2_pickle, write_png
 
 
 @pytest.fixture

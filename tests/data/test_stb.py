@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from real_formats import SK_COLOR_K, SK_DEPTH_K, make_stb, project
 from torch.utils.data import DataLoader
 
 from handshape.data.real import DataFileError, LayoutError
@@ -24,6 +23,7 @@ from handshape.data.stb import (
     palm_to_wrist,
     register_depth,
 )
+from real_formats import SK_COLOR_K, SK_DEPTH_K, make_stb, project
 
 TEST = {"B1Counting": 2, "B1Random": 2}
 
