@@ -186,6 +186,7 @@ def _collect(
     has_3d, has_mesh = [], []
     pred_j, pred_v = [], []
     nominal = False
+    rest_scale: float | None = None
     for batch in tqdm(loader, desc=f"eval {name}", unit="batch", disable=not progress):
         mirrored = batch["mirrored"].bool()
         ids.extend(str(s) for s in batch["sample_id"])
@@ -214,8 +215,9 @@ def _collect(
             known = batch["has_joints_3d"].bool()
             if not bool(known.all()):
                 nominal = True
-                rest = HandModel.load(cfg["handmodel"]["mano"]).rest_joints
-                rest_scale = float(np.linalg.norm(rest[9] - rest[10]))
+                if rest_scale is None:  # the network model's own scale, read once
+                    rest = HandModel.load(cfg["handmodel"]["mano"]).rest_joints
+                    rest_scale = float(np.linalg.norm(rest[9] - rest[10]))
                 root_z = torch.where(known, root_z, torch.full_like(root_z, NOMINAL_ROOT_DEPTH_M))
                 scale = torch.where(known, scale, torch.full_like(scale, rest_scale))
             with torch.no_grad():

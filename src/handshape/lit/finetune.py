@@ -48,7 +48,7 @@ from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_fol
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import make_optimizer
+from handshape.lit.pretrain import log_pck, make_optimizer
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import HandNet
 from handshape.render.depth_raster import DepthRenderer
@@ -312,10 +312,7 @@ class FinetuneModule(pl.LightningModule):
             self._val_errors.append(errors["joint_errors"].cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_errors:
-            report = pck_report(np.concatenate(self._val_errors))
-            self.log_dict({f"val/{k}": float(v) for k, v in report.items()}, sync_dist=True)
-        self._val_errors.clear()
+        log_pck(self, self._val_errors)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(self.net, str(self.ft["optimizer"]), float(self.ft["lr"]), "finetune")

@@ -82,6 +82,14 @@ def make_optimizer(
     return OPTIMIZERS[name]([p for p in net.parameters() if p.requires_grad], lr=lr)
 
 
+def log_pck(module: pl.LightningModule, errors: list[np.ndarray]) -> None:
+    """Log the PCK report of a validation epoch's joint errors (mm), then forget them."""
+    if errors:
+        report = pck_report(np.concatenate(errors))
+        module.log_dict({f"val/{k}": float(v) for k, v in report.items()}, sync_dist=True)
+    errors.clear()
+
+
 def labelled(gt: dict[str, torch.Tensor], label: str) -> torch.Tensor:
     """(B,) bool: the samples of a batch that carry `label` (all of them when the batch has no
     flag for it)."""
@@ -400,10 +408,7 @@ class PretrainModule(pl.LightningModule):
                 logger.log_image("val/preview", [grid], step=step, caption=["top: predicted"])
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_errors:
-            report = pck_report(np.concatenate(self._val_errors))
-            self.log_dict({f"val/{k}": float(v) for k, v in report.items()}, sync_dist=True)
-        self._val_errors.clear()
+        log_pck(self, self._val_errors)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         train = self.cfg["train"]
