@@ -17,7 +17,6 @@ Checked with: ONNX opset `OPSET` and onnxruntime's CPU provider; TorchScript thr
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import warnings
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from handshape.atomic import atomic_write
+from handshape.nets.inference import for_inference
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.network import HandNet
 
@@ -66,8 +66,9 @@ class _Exportable(nn.Module):
 
 
 def exportable(net: HandNet) -> nn.Module:
-    """A copy of ``net`` in eval mode, convolutions in gather form, returning plain tensors."""
-    net = copy.deepcopy(net).eval()
+    """The inference copy of ``net`` (`handshape.nets.inference`), its convolutions in gather
+    form, returning plain tensors."""
+    net = for_inference(net, channels_last=False)
     for module in net.modules():
         if isinstance(module, MeshChebConv):
             module.gather = True

@@ -9,8 +9,15 @@ from torch import nn
 
 from handshape.config import load_experiment
 from handshape.geometry.graclus import MeshHierarchy
-from handshape.nets.inference import fold_batch_norms, for_inference
+from handshape.nets.inference import (
+    AffineJointRegressor,
+    collapse_pose_regressor,
+    fold_batch_norms,
+    for_inference,
+)
+from handshape.nets.latent_batch_norm import LatentBatchNorm
 from handshape.nets.network import HandNet
+from handshape.nets.node_batch_norm import NodeBatchNorm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -66,3 +73,41 @@ def test_training_mode_layers_are_not_folded() -> None:
     assert fold_batch_norms(block) == 0
     assert fold_batch_norms(block.eval()) == 1
     assert isinstance(block[1], nn.Identity)
+
+
+def test_graph_head_normalisations_are_folded_into_their_layers(hierarchy: MeshHierarchy) -> None:
+    net = trained_looking(hierarchy)
+    fast = for_inference(net)
+    for kind in (NodeBatchNorm, LatentBatchNorm):
+        assert any(isinstance(m, kind) for m in net.head.modules())
+        assert not any(isinstance(m, kind) for m in fast.head.modules())
+    latent = torch.randn(4, net.encoder.latent_dim)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.head(latent), net.head(latent), rtol=0, atol=1e-5)
+
+
+def test_the_pose_regressor_becomes_one_affine_map(hierarchy: MeshHierarchy) -> None:
+    net = trained_looking(hierarchy).double()
+    affine = collapse_pose_regressor(net.pose_regressor)
+    assert isinstance(affine, AffineJointRegressor)
+    n = hierarchy.num_vertices
+    assert tuple(affine.weight.shape) == (21 * 3, n * 3)
+    vertices = torch.randn(5, n, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net.pose_regressor(vertices)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(affine(vertices), expected, rtol=0, atol=1e-10)
+    assert isinstance(for_inference(net).pose_regressor, AffineJointRegressor)
+
+
+def test_a_regressor_that_is_not_affine_is_refused(hierarchy: MeshHierarchy) -> None:
+    regressor = trained_looking(hierarchy).pose_regressor
+    regressor.graph.insert(1, nn.Tanh())
+    with pytest.raises(RuntimeError, match="not affine"):
+        collapse_pose_regressor(regressor)
+
+
+def test_the_affine_regressor_refuses_a_mesh_of_another_size(hierarchy: MeshHierarchy) -> None:
+    affine = collapse_pose_regressor(trained_looking(hierarchy).pose_regressor)
+    with pytest.raises(ValueError, match="N \\* C"):
+        affine(torch.zeros(1, 10, 3))
