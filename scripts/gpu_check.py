@@ -4,9 +4,11 @@ Sections, in order, each recorded (or its error recorded) before the next starts
 rewritten atomically after each, so a run cut short still returns what it measured:
 
 1. ``env``: device, torch, CUDA.
-2. ``latency``: the model at batch 1, eval: fp32, bf16 (autocast), compiled (torch.compile,
-   CUDA graphs on a GPU) in fp32 and bf16; median ms.
-3. ``throughput``: bf16 images/s at a large batch (eager, and compiled where it compiled).
+2. ``latency``: the model at batch 1, eval: as trained in fp32 and bf16 (autocast); its
+   inference copy (`handshape.nets.inference`, what `handshape predict` runs) in fp32 and with
+   bf16 weights, eager and compiled (torch.compile, CUDA graphs on a GPU); median ms.
+3. ``throughput``: images/s at a large batch: as trained under bf16 autocast, the inference
+   copy with bf16 weights (eager, and compiled where it compiled).
 4. ``graph``: the Graph CNN decoder against plain PyG ChebConv (forward + backward, batch 32).
 5. ``data``: a synthetic set rendered with every core (sized to the remaining budget).
 6. ``train_rate``: training steps/s of the end-to-end stage in bf16, with the DDP settings of
@@ -21,6 +23,7 @@ Run: `bash scripts/gpu_check.sh --out $OUT/gpu_check.json --budget 540` (see the
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ from handshape.atomic import atomic_write_text
 from handshape.config import load_experiment
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
+from handshape.nets.inference import for_inference
 from handshape.nets.network import HandNet
 
 log = logging.getLogger("gpu_check")
@@ -114,31 +118,45 @@ def _compiled(net: HandNet, device: torch.device) -> Callable[[torch.Tensor], An
 
 
 def latency(net: HandNet, device: torch.device, repeat: int, compile_: bool) -> dict[str, Any]:
+    """Batch-1 ms: the network as trained (fp32, bf16 autocast) and its inference copy (what
+    `handshape predict` runs: `for_inference`), eager and compiled, fp32 and bf16 weights."""
     image = torch.rand(1, 3, net.input_size, net.input_size, device=device)
+    fast = for_inference(net)
+    fast_bf16 = copy.deepcopy(fast).to(torch.bfloat16)
+    image_bf16 = image.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     out: dict[str, Any] = {}
     with torch.inference_mode():
         out["fp32_ms"] = _median_ms(lambda: net(image), device, repeat)
         with torch.autocast(device.type, dtype=torch.bfloat16):
             out["bf16_ms"] = _median_ms(lambda: net(image), device, repeat)
+        out["inference_fp32_ms"] = _median_ms(lambda: fast(image), device, repeat)
+        out["inference_bf16_ms"] = _median_ms(lambda: fast_bf16(image_bf16), device, repeat)
     if compile_:
-        fast = _compiled(net, device)
         with torch.no_grad():
-            out["compiled_fp32_ms"] = _median_ms(lambda: fast(image), device, repeat)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                out["compiled_bf16_ms"] = _median_ms(lambda: fast(image), device, repeat)
+            compiled = _compiled(fast, device)
+            out["compiled_fp32_ms"] = _median_ms(lambda: compiled(image), device, repeat)
+            compiled = _compiled(fast_bf16, device)
+            out["compiled_bf16_ms"] = _median_ms(lambda: compiled(image_bf16), device, repeat)
     return out
 
 
 def throughput(net: HandNet, device: torch.device, batch: int, compile_: bool) -> dict[str, Any]:
+    """Images/s at a large batch: as trained under bf16 autocast, and the inference copy with
+    bf16 weights in channels_last, eager and compiled."""
     image = torch.rand(batch, 3, net.input_size, net.input_size, device=device)
+    image_bf16 = image.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    fast = for_inference(net).to(torch.bfloat16)
     out: dict[str, Any] = {"batch": batch}
-    runs: dict[str, Callable[[torch.Tensor], Any]] = {"eager": net}
-    if compile_:
-        runs["compiled"] = torch.compile(net)
-    for name, fn in runs.items():
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
-            ms = _median_ms(lambda fn=fn: fn(image), device, 5)
-        out[f"{name}_bf16_images_per_s"] = batch / (ms / 1000)
+    with torch.no_grad():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            ms = _median_ms(lambda: net(image), device, 5)
+        out["eager_bf16_images_per_s"] = batch / (ms / 1000)
+        ms = _median_ms(lambda: fast(image_bf16), device, 5)
+        out["inference_bf16_images_per_s"] = batch / (ms / 1000)
+        if compile_:
+            compiled = torch.compile(fast)
+            ms = _median_ms(lambda: compiled(image_bf16), device, 5)
+            out["compiled_bf16_images_per_s"] = batch / (ms / 1000)
     return out
 
 
