@@ -48,7 +48,8 @@ from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_fol
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import log_pck, make_optimizer
+from handshape.lit.epoch_metrics import EpochMetrics
+from handshape.lit.pretrain import make_optimizer
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import HandNet
 from handshape.render.depth_raster import DepthRenderer
@@ -225,7 +226,7 @@ class FinetuneModule(pl.LightningModule):
             scale = float(hand_scale(rest)[0])
         self.default_scale = scale
         self.weights = self.ft["loss_weights"]
-        self._val_errors: list[np.ndarray] = []
+        self._epoch = EpochMetrics()
 
     monitor = "val/total"
 
@@ -303,16 +304,17 @@ class FinetuneModule(pl.LightningModule):
         if self.stage == "weak" and "pseudo_vertices" not in gt:
             gt["pseudo_vertices"] = self.net(gt["image"]).vertices.detach()  # type: ignore[union-attr]
         terms = self.compute_losses(gt)
-        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
+        for key, value in terms.items():
+            self._epoch.add(key, value, size)
         errors = camera_errors(self.net, batch)
         for key in ("mesh_error", "pose_error"):
             if key in errors:
-                self.log(f"val/{key}", errors[key].mean(), batch_size=size, sync_dist=True)
+                self._epoch.add(key, errors[key].mean(), size)
         if "joint_errors" in errors:
-            self._val_errors.append(errors["joint_errors"].cpu().numpy())
+            self._epoch.add_errors(errors["joint_errors"])
 
     def on_validation_epoch_end(self) -> None:
-        log_pck(self, self._val_errors)
+        self._epoch.log(self, prog_bar=("pose_error", "mesh_error"))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(self.net, str(self.ft["optimizer"]), float(self.ft["lr"]), "finetune")
@@ -444,7 +446,6 @@ def target_datasets(cfg: Mapping[str, Any], size: int) -> dict[str, Dataset]:
 
 
 # ---- the schedule --------------------------------------------------------------------------
-
 
 
 def finetune_config(

@@ -36,7 +36,8 @@ from handshape.data.registry import data_labels
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, project, to_uvd
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
-from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
+from handshape.lit.epoch_metrics import EpochMetrics
+from handshape.metrics import mean_joint_error, mean_vertex_error
 from handshape.nets.network import NO_HEAD, HandNet, NetOutput
 from handshape.render.annotate import draw_mesh_overlay
 
@@ -80,14 +81,6 @@ def make_optimizer(
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown {section}.optimizer '{name}' ({' or '.join(OPTIMIZERS)})")
     return OPTIMIZERS[name]([p for p in net.parameters() if p.requires_grad], lr=lr)
-
-
-def log_pck(module: pl.LightningModule, errors: list[np.ndarray]) -> None:
-    """Log the PCK report of a validation epoch's joint errors (mm), then forget them."""
-    if errors:
-        report = pck_report(np.concatenate(errors))
-        module.log_dict({f"val/{k}": float(v) for k, v in report.items()}, sync_dist=True)
-    errors.clear()
 
 
 def labelled(gt: dict[str, torch.Tensor], label: str) -> torch.Tensor:
@@ -232,7 +225,7 @@ class PretrainModule(pl.LightningModule):
         self.register_buffer("edges", mesh_edges(faces), persistent=False)
         self.laplacian = uniform_laplacian(faces, model.num_vertices)
         self.weights = cfg["train"]["loss_weights"]
-        self._val_errors: list[np.ndarray] = []
+        self._epoch = EpochMetrics()
 
     @property
     def monitor(self) -> str:
@@ -364,30 +357,25 @@ class PretrainModule(pl.LightningModule):
         gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
         terms, _ = self.compute_losses(gt)
         size = len(gt["image"])
-        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=size, sync_dist=True)
+        for key, value in terms.items():
+            self._epoch.add(key, value, size)
         if self.stage == "hourglass":
             return
         pred = self.predict_camera(gt)
         has_3d, has_mesh = labelled(gt, "joints_3d"), labelled(gt, "mesh")
         if has_3d.any():
             joints, true_joints = pick(pred["joints"], has_3d), pick(gt["joints_3d"], has_3d)
-            self.log(
-                "val/pose_error",
-                mean_joint_error(joints, true_joints).mean(),
-                batch_size=int(has_3d.sum()),
-                sync_dist=True,
-                prog_bar=True,
+            self._epoch.add(
+                "pose_error", mean_joint_error(joints, true_joints).mean(), int(has_3d.sum())
             )
-            errors = torch.linalg.vector_norm(joints - true_joints, dim=-1) * 1000
-            self._val_errors.append(errors.detach().cpu().numpy())
+            self._epoch.add_errors(torch.linalg.vector_norm(joints - true_joints, dim=-1) * 1000)
         if "vertices" in pred and has_mesh.any():
-            self.log(
-                "val/mesh_error",
-                mean_vertex_error(pick(pred["vertices"], has_mesh), pick(gt["vertices"], has_mesh))
-                .mean(),
-                batch_size=int(has_mesh.sum()),
-                sync_dist=True,
-                prog_bar=True,
+            self._epoch.add(
+                "mesh_error",
+                mean_vertex_error(
+                    pick(pred["vertices"], has_mesh), pick(gt["vertices"], has_mesh)
+                ).mean(),
+                int(has_mesh.sum()),
             )
         if batch_idx == 0 and self.trainer.is_global_zero:
             self._log_preview(gt, pred)
@@ -408,7 +396,7 @@ class PretrainModule(pl.LightningModule):
                 logger.log_image("val/preview", [grid], step=step, caption=["top: predicted"])
 
     def on_validation_epoch_end(self) -> None:
-        log_pck(self, self._val_errors)
+        self._epoch.log(self, prog_bar=("pose_error", "mesh_error"))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         train = self.cfg["train"]
