@@ -113,8 +113,14 @@ def main() -> None:
             "RHD (320 px PNG + mask + depth)": lambda train: RHDDataset(
                 root / "rhd", "training", size=args.size, train=train
             ),
+            "RHD without depth (training, scoring)": lambda train: RHDDataset(
+                root / "rhd", "training", depth=False, size=args.size, train=train
+            ),
             "STB SK (640x480 PNG + depth registration)": lambda train: STBDataset(
                 root / "stb", "test", size=args.size, train=train
+            ),
+            "STB SK without depth (training, scoring)": lambda train: STBDataset(
+                root / "stb", "test", depth=False, size=args.size, train=train
             ),
             "FreiHAND (224 px JPEG + mask)": lambda train: FreiHANDDataset(
                 root / "frei", "train", size=args.size, train=train

@@ -77,6 +77,7 @@ def test_a_real_set_trains_with_the_synthetic_item_format(name: str, roots: dict
     assert batch["image"].shape == (4, 3, 64, 64)  # cropped at the network's input size
     assert batch["vertices"].shape == (4, 1050, 3)  # the network's topology, zeros here
     assert not batch["has_mesh"].any() and batch["has_joints_3d"].all()
+    assert not batch["has_depth"].any()  # training never reads depth: RHD's and STB's skipped
     assert len(data.val_set) > 0 and len(data.train_set) > len(data.val_set)
 
 
@@ -118,5 +119,6 @@ def test_evaluation_reads_the_benchmark_split_without_augmentation(roots: dict) 
     make_rhd(roots["rhd"], "evaluation", 3)
     data = eval_dataset("rhd", roots["rhd"])
     assert len(data) == 3 and not data.train
+    assert not data[0]["has_depth"]  # scores never read depth
     with pytest.raises(FileNotFoundError, match="STB"):
         eval_dataset("stb", roots["rhd"])  # the layout names what is missing

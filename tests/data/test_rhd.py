@@ -227,3 +227,22 @@ def test_palette_masks_keep_their_ids(tmp_path: Path) -> None:
     image.putpalette([255 - (i % 256) for i in range(768)])
     image.save(tmp_path / "m.png")
     assert np.array_equal(read_mask_ids(tmp_path / "m.png"), ids)
+
+
+def test_without_depth_the_depth_pngs_are_not_read_and_the_rest_is_unchanged(
+    rhd: tuple[Path, dict],
+) -> None:
+    root, _ = rhd
+    full, light = RHDReader(root, "evaluation"), RHDReader(root, "evaluation", depth=False)
+    corrupt(root / "evaluation" / "depth" / f"{full.ids[0]:05d}.png")  # never opened
+    raw = light.load(0)
+    assert raw.depth is None
+    with pytest.raises(DataFileError):
+        full.load(0)
+    other = full.load(1)
+    same = light.load(1)
+    assert other.depth is not None and same.depth is None
+    assert np.array_equal(other.image, same.image) and np.array_equal(other.mask, same.mask)
+    assert np.array_equal(other.joints_2d, same.joints_2d)
+    item = RHDDataset(root, "evaluation", depth=False, size=32)[1]
+    assert not item["has_depth"] and not item["depth"].any()

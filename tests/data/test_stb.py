@@ -231,3 +231,21 @@ def test_depth_registered_in_a_region_equals_the_whole_frame_there() -> None:
         u0, v0, u1, v1 = (max(int(c), 0) for c in region)
         assert np.array_equal(part[v0:v1, u0:u1], full[v0:v1, u0:u1])
         assert (part > 0).sum() < 0.5 * (full > 0).sum()
+
+
+def test_without_depth_the_sk_depth_is_neither_read_nor_registered(
+    stb: tuple[Path, dict],
+) -> None:
+    root, _ = stb
+    full, light = STBReader(root, "test"), STBReader(root, "test", depth=False)
+    (root / "B1Counting" / "SK_depth_0.png").write_bytes(b"not a png")  # never opened
+    raw = light.load(0)
+    assert raw.depth is None
+    with pytest.raises(DataFileError):
+        full.load(0)
+    other, same = full.load(1), light.load(1)
+    assert other.depth is not None and same.depth is None
+    assert np.array_equal(other.image, same.image)
+    assert np.array_equal(other.joints_3d, same.joints_3d)
+    item = STBDataset(root, "test", depth=False, size=32)[1]
+    assert not item["has_depth"] and not item["depth"].any()

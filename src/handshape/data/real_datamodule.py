@@ -88,7 +88,7 @@ def real_splits(
     """(train, validation) datasets of real set `name` under `root` (module docstring)."""
     train, val = _options(cfg, True, num_vertices), _options(cfg, False, num_vertices)
     if name == "rhd":
-        reader = RHDReader(root, "training")
+        reader = RHDReader(root, "training", depth=False)  # pretraining reads no depth
         return (
             RealDataset(holdout(reader, "train"), **train),
             RealDataset(holdout(reader, "val"), **val),
@@ -96,8 +96,8 @@ def real_splits(
     if name == "stb":
         sequences = tuple(s for s in STB_SEQUENCES["train"] if s != STB_VALIDATION)
         return (
-            RealDataset(STBReader(root, sequences=sequences), **train),
-            RealDataset(STBReader(root, sequences=(STB_VALIDATION,)), **val),
+            RealDataset(STBReader(root, sequences=sequences, depth=False), **train),
+            RealDataset(STBReader(root, sequences=(STB_VALIDATION,), depth=False), **val),
         )
     if name == "freihand":
         mesh = num_vertices == MANO_VERTICES  # FreiHAND's meshes fit only a MANO network

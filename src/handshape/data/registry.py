@@ -130,7 +130,7 @@ def _prepare_mix(cfg: Mapping[str, Any], workers: int) -> None:
 def _stb_eval(root: Path, split: str) -> Dataset:
     boxes = root / "STB_eval_bboxes.mat"
     use = boxes if split == "test" and boxes.is_file() else None
-    return STBDataset(root, split, boxes=use, train=False)
+    return STBDataset(root, split, boxes=use, depth=False, train=False)  # scores read no depth
 
 
 DATASETS: dict[str, DataSpec] = {
@@ -144,7 +144,7 @@ DATASETS: dict[str, DataSpec] = {
     "rhd": DataSpec(
         prepare=_read_in_place,
         datamodule=_real_datamodule,
-        eval_dataset=lambda root, split: RHDDataset(root, split, train=False),
+        eval_dataset=lambda root, split: RHDDataset(root, split, depth=False, train=False),
         default_split="evaluation",
         labels=frozenset({"joints_2d", "joints_3d", "depth", "mask"}),
     ),

@@ -100,9 +100,12 @@ def load_annotations(path: Path) -> dict[int, dict[str, np.ndarray]]:
 
 
 class RHDReader:
-    """One split of RHD ('training' or 'evaluation') as RawSamples (module docstring)."""
+    """One split of RHD ('training' or 'evaluation') as RawSamples (module docstring).
 
-    def __init__(self, root: Path, split: str = "evaluation") -> None:
+    ``depth=False`` leaves the depth PNGs unread (training and scoring never read them).
+    """
+
+    def __init__(self, root: Path, split: str = "evaluation", depth: bool = True) -> None:
         if split not in SPLITS:
             raise ValueError(f"RHD split must be one of {SPLITS}, got {split!r}")
         self.root = expect(Path(root), "the RHD root (RHD_published_v2)", "folder")
@@ -112,6 +115,7 @@ class RHDReader:
         anno = expect(self.folder / f"anno_{split}.pickle", f"RHD's {split} annotation pickle")
         self.annotations = load_annotations(anno)
         self.ids = sorted(self.annotations)
+        self.depth = depth
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -121,11 +125,12 @@ class RHDReader:
         name = f"{key:05d}.png"
         image = read_image(self.folder / "color" / name)
         ids = read_mask_ids(self.folder / "mask" / name)
-        depth = decode_depth(read_image(self.folder / "depth" / name))
-        if not image.shape[:2] == ids.shape == depth.shape:
+        depth = decode_depth(read_image(self.folder / "depth" / name)) if self.depth else None
+        shapes = (image.shape[:2], ids.shape) + (() if depth is None else (depth.shape,))
+        if len(set(shapes)) != 1:
             raise DataFileError(
                 f"{self.folder}/{{color,mask,depth}}/{name}: sizes differ "
-                f"({image.shape[:2]}, {ids.shape}, {depth.shape})"
+                f"({', '.join(str(shape) for shape in shapes)})"
             )
         anno = self.annotations[key]
         left_pixels = int(np.isin(ids, LEFT_IDS).sum())
@@ -147,7 +152,9 @@ class RHDReader:
 
 
 class RHDDataset(RealDataset):
-    """RHD as cropped tensors: `RealDataset(RHDReader(root, split), **options)`."""
+    """RHD as cropped tensors: `RealDataset(RHDReader(root, split, depth), **options)`."""
 
-    def __init__(self, root: Path, split: str = "evaluation", **options: object) -> None:
-        super().__init__(RHDReader(root, split), **options)  # type: ignore[arg-type]
+    def __init__(
+        self, root: Path, split: str = "evaluation", depth: bool = True, **options: object
+    ) -> None:
+        super().__init__(RHDReader(root, split, depth), **options)  # type: ignore[arg-type]

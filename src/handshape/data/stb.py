@@ -209,6 +209,8 @@ class STBReader:
         split: 'train' (B2-B6) or 'test' (B1); or give `sequences` explicitly.
         camera: 'SK' (RealSense colour + registered depth; Ge et al.'s), 'BB_left' or 'BB_right'.
         boxes: Ge et al.'s STB_eval_bboxes.mat, for the SK test split only.
+        depth: read and register the SK depth (the costliest part of a frame); False leaves
+            it out, for training and scoring, which never read it.
     """
 
     def __init__(
@@ -218,6 +220,7 @@ class STBReader:
         camera: str = "SK",
         sequences: tuple[str, ...] | None = None,
         boxes: Path | None = None,
+        depth: bool = True,
     ) -> None:
         if camera not in CAMERAS:
             raise ValueError(f"STB camera must be one of {CAMERAS}, got {camera!r}")
@@ -226,7 +229,7 @@ class STBReader:
                 raise ValueError(f"STB split must be one of {tuple(SEQUENCES)}, got {split!r}")
             sequences = SEQUENCES[split]
         self.root = expect(Path(root), "the STB root", "folder")
-        self.camera, self.sequences = camera, tuple(sequences)
+        self.camera, self.sequences, self.depth = camera, tuple(sequences), depth
         kind = "SK" if camera == "SK" else "BB"
         self.frames: list[tuple[str, int]] = []
         joints = []
@@ -276,7 +279,7 @@ class STBReader:
         stem = "SK_color" if self.camera == "SK" else self.camera
         image = read_image(self._file(seq, stem, frame))
         depth = None
-        if self.camera == "SK":
+        if self.camera == "SK" and self.depth:
             path = self._file(seq, "SK_depth", frame)
             raw = read_image(path)
             if raw.shape[:2] != image.shape[:2]:
@@ -306,7 +309,8 @@ class STBDataset(RealDataset):
         split: str = "test",
         camera: str = "SK",
         boxes: Path | None = None,
+        depth: bool = True,
         **options: object,
     ) -> None:
-        reader = STBReader(root, split, camera, boxes=boxes)
+        reader = STBReader(root, split, camera, boxes=boxes, depth=depth)
         super().__init__(reader, **options)  # type: ignore[arg-type]
