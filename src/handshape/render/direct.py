@@ -10,6 +10,23 @@ pyrender (directional: intensity as radiance; point and spot: intensity over squ
 spot cones smooth between half and full angle) so that the lighting set-ups keep their meaning,
 and the output gamma 1/2.2. The GL context itself comes from pyrender's platform layer
 (EGL or OSMesa, `handshape.render.backend`).
+
+Shadows: a light with `shadow` set first draws the scene's depth from its own view
+(`handshape.render.shadows`) into one layer of a depth texture array, then the main pass looks
+that map up with hardware depth comparison; ambient light is never shadowed.
+- Hard shadows: one bilinear comparison (the hardware's 2x2 percentage-closer filter).
+- Soft shadows: percentage-closer filtering over a disk whose radius (metres at the receiver)
+  is the light's softness: SOFT_TAPS bilinear comparisons on a Vogel spiral, turned per pixel
+  by a fixed noise so that the few taps give a smooth penumbra rather than copies of the edge.
+  Chosen over PCSS (a blocker search, then a filter sized by the blocker's distance) because
+  that doubles the taps per pixel on a CPU rasteriser, and within a hand the blockers sit 1 to 5
+  cm from their receivers, so a penumbra growing with that distance varies little across one
+  picture; the range of softnesses across samples covers the range of light sizes instead.
+- Bias: slope-scaled polygon offset in the depth pass, a lookup point moved off the surface
+  along its normal by about a texel (more at grazing light), and for the disk taps the receiver
+  plane's own depth slope (from screen-space derivatives), so that a lit, slanted surface never
+  shadows itself (acne) while a bias stays a fraction of a millimetre, well under a pixel at a
+  contact (no gap between a finger and its shadow).
 """
 
 from __future__ import annotations
@@ -17,6 +34,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from handshape.render.shadows import light_view
 
 _VERTEX = """
 #version 330 core
@@ -41,6 +60,7 @@ void main() {
 _FRAGMENT = """
 #version 330 core
 #define MAX_LIGHTS 4
+#define SOFT_TAPS {soft_taps}
 const float PI = 3.141592653589793;
 in vec3 frag_position;
 in vec3 frag_normal;
@@ -53,8 +73,52 @@ uniform vec3 light_position[MAX_LIGHTS];
 uniform vec3 radiance[MAX_LIGHTS];     // colour x intensity
 uniform vec2 cone[MAX_LIGHTS];         // spot: cos(inner), cos(outer)
 uniform vec3 ambient;
+uniform sampler2DArrayShadow shadow_maps;
+uniform int shadowed[MAX_LIGHTS];        // 1: this light casts shadows (map layer i)
+uniform mat4 shadow_matrix[MAX_LIGHTS];  // camera frame -> map (u, v, depth), after / w
+uniform float shadow_radius[MAX_LIGHTS]; // filter disk radius, map units (0: hard)
+uniform float shadow_texel[MAX_LIGHTS];  // metres per map texel at the receivers
 out vec4 frag_color;
+
+vec3 map_point(int i, vec3 p) {
+    vec4 c = shadow_matrix[i] * vec4(p, 1.0);
+    return c.xyz / c.w;
+}
+
+// Fraction of light i reaching a point p with unit normal n (nl: cosine to the light); dpx,
+// dpy: p's change to the next pixel right and up (derivatives must be taken outside loops).
+float lit_fraction(int i, vec3 p, vec3 n, float nl, vec3 dpx, vec3 dpy) {
+    float sin_l = sqrt(max(1.0 - nl * nl, 0.0));
+    vec3 q = p + n * shadow_texel[i] * (0.5 + 1.5 * sin_l);
+    vec3 m = map_point(i, q);
+    float layer = float(i);
+    float radius = shadow_radius[i];
+    if (radius <= 0.0) {
+        return texture(shadow_maps, vec4(m.xy, layer, m.z));
+    }
+    // Depth slope of the receiver's plane in map units: each tap compares against the plane's
+    // depth under it, not against the centre's.
+    vec3 ax = map_point(i, p + dpx) - map_point(i, p);
+    vec3 ay = map_point(i, p + dpy) - map_point(i, p);
+    float det = ax.x * ay.y - ax.y * ay.x;
+    vec2 slope = abs(det) > 1e-12
+        ? vec2(ax.z * ay.y - ay.z * ax.y, ay.z * ax.x - ax.z * ay.x) / det : vec2(0.0);
+    slope = clamp(slope, -8.0, 8.0);
+    float turn = 6.2831853 * fract(52.9829189 * fract(dot(gl_FragCoord.xy,
+                                                          vec2(0.06711056, 0.00583715))));
+    float sum = 0.0;
+    for (int k = 0; k < SOFT_TAPS; k++) {
+        float r = radius * sqrt((float(k) + 0.5) / float(SOFT_TAPS));
+        float a = 2.39996323 * float(k) + turn;
+        vec2 o = r * vec2(cos(a), sin(a));
+        sum += texture(shadow_maps, vec4(m.xy + o, layer, m.z + dot(slope, o)));
+    }
+    return sum / float(SOFT_TAPS);
+}
+
 void main() {
+    vec3 dpx = dFdx(frag_position);
+    vec3 dpy = dFdy(frag_position);
     vec3 albedo = frag_albedo_id.rgb;
     float r = clamp(frag_roughness, 0.04, 1.0);
     vec3 n = normalize(frag_normal);
@@ -77,8 +141,11 @@ void main() {
                 li *= s * s;
             }
         }
-        vec3 h = normalize(l + v);
         float nl = clamp(dot(n, l), 0.001, 1.0);
+        if (shadowed[i] == 1) {
+            li *= lit_fraction(i, frag_position, n, nl, dpx, dpy);
+        }
+        vec3 h = normalize(l + v);
         float nv = clamp(abs(dot(n, v)), 0.001, 1.0);
         float nh = clamp(dot(n, h), 0.0, 1.0);
         float vh = clamp(dot(v, h), 0.0, 1.0);
@@ -95,8 +162,26 @@ void main() {
 }
 """
 
+_SHADOW_VERTEX = """
+#version 330 core
+layout(location = 0) in vec3 position;
+uniform mat4 light_clip;
+void main() {
+    gl_Position = light_clip * vec4(position, 1.0);
+}
+"""
+
+_SHADOW_FRAGMENT = """
+#version 330 core
+void main() {
+}
+"""
+
 _KINDS = {"directional": 0, "point": 1, "spot": 2}
 MAX_LIGHTS = 4
+SOFT_TAPS = 12  # bilinear comparisons per pixel of a soft shadow (each covers 2x2 texels)
+# Slope-scaled depth offset of the shadow pass (glPolygonOffset factor, units).
+_OFFSET_FACTOR, _OFFSET_UNITS = 1.5, 2.0
 
 
 def projection_matrix(K: np.ndarray, size: int, znear: float, zfar: float) -> np.ndarray:
@@ -116,19 +201,29 @@ def projection_matrix(K: np.ndarray, size: int, znear: float, zfar: float) -> np
 
 class DirectDraw:
     """Owns a program, a vertex and index buffer and a single-sampled framebuffer of size x size
-    in the current GL context (make it current before every call)."""
+    in the current GL context (make it current before every call), and a depth texture array
+    of MAX_LIGHTS shadow maps of shadow_size x shadow_size."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, shadow_size: int = 512) -> None:
         from OpenGL import GL
         from OpenGL.GL import shaders
 
         self.gl = GL
         self.size = size
+        self.shadow_size = shadow_size
         self.program = shaders.compileProgram(
             shaders.compileShader(_VERTEX, GL.GL_VERTEX_SHADER),
-            shaders.compileShader(_FRAGMENT, GL.GL_FRAGMENT_SHADER),
+            shaders.compileShader(
+                _FRAGMENT.replace("{soft_taps}", str(SOFT_TAPS)), GL.GL_FRAGMENT_SHADER
+            ),
             validate=False,
         )
+        self.shadow_program = shaders.compileProgram(
+            shaders.compileShader(_SHADOW_VERTEX, GL.GL_VERTEX_SHADER),
+            shaders.compileShader(_SHADOW_FRAGMENT, GL.GL_FRAGMENT_SHADER),
+            validate=False,
+        )
+        self.light_clip = GL.glGetUniformLocation(self.shadow_program, "light_clip")
         self.vao = GL.glGenVertexArrays(1)
         self.vbo, self.ebo = GL.glGenBuffers(2)
         GL.glBindVertexArray(self.vao)
@@ -158,13 +253,68 @@ class DirectDraw:
         if status != GL.GL_FRAMEBUFFER_COMPLETE:
             raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        self._make_shadow_maps()
         self.uniforms = {
             name: GL.glGetUniformLocation(self.program, name)
             for name in (
                 "projection", "n_lights", "kind", "direction", "light_position", "radiance",
-                "cone", "ambient",
+                "cone", "ambient", "shadow_maps", "shadowed", "shadow_matrix", "shadow_radius",
+                "shadow_texel",
             )
         }  # fmt: skip
+
+    def _make_shadow_maps(self) -> None:
+        """A depth texture array (one layer per light) with hardware comparison, and a
+        framebuffer to draw into one layer at a time."""
+        GL, n = self.gl, self.shadow_size
+        self.shadow_maps = GL.glGenTextures(1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.shadow_maps)
+        GL.glTexImage3D(
+            GL.GL_TEXTURE_2D_ARRAY, 0, GL.GL_DEPTH_COMPONENT24, n, n, MAX_LIGHTS, 0,
+            GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT, None,
+        )  # fmt: skip
+        for name, value in (
+            (GL.GL_TEXTURE_MIN_FILTER, GL.GL_LINEAR),  # linear + comparison: 2x2 PCF
+            (GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR),
+            (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_BORDER),  # outside the map: lit
+            (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_BORDER),
+            (GL.GL_TEXTURE_COMPARE_MODE, GL.GL_COMPARE_REF_TO_TEXTURE),
+            (GL.GL_TEXTURE_COMPARE_FUNC, GL.GL_LEQUAL),
+        ):
+            GL.glTexParameteri(GL.GL_TEXTURE_2D_ARRAY, name, value)
+        GL.glTexParameterfv(
+            GL.GL_TEXTURE_2D_ARRAY, GL.GL_TEXTURE_BORDER_COLOR, np.ones(4, np.float32)
+        )
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, 0)
+        self.shadow_fbo = GL.glGenFramebuffers(1)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.shadow_fbo)
+        GL.glDrawBuffer(GL.GL_NONE)
+        GL.glReadBuffer(GL.GL_NONE)
+        GL.glFramebufferTextureLayer(
+            GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, self.shadow_maps, 0, 0
+        )
+        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
+        if status != GL.GL_FRAMEBUFFER_COMPLETE:
+            raise RuntimeError(f"OpenGL shadow framebuffer incomplete (status {status:#x})")
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+
+    def _draw_shadow_map(self, layer: int, clip: np.ndarray, count: int) -> None:
+        """The depth of the bound vertex array's `count` indices, seen through `clip` (4, 4),
+        into shadow map `layer`."""
+        GL, n = self.gl, self.shadow_size
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.shadow_fbo)
+        GL.glFramebufferTextureLayer(
+            GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, self.shadow_maps, 0, layer
+        )
+        GL.glViewport(0, 0, n, n)
+        GL.glClear(GL.GL_DEPTH_BUFFER_BIT)
+        # Both sides: the hand is open at the wrist, the forearm's tube at its ends.
+        GL.glDisable(GL.GL_CULL_FACE)
+        GL.glEnable(GL.GL_POLYGON_OFFSET_FILL)
+        GL.glPolygonOffset(_OFFSET_FACTOR, _OFFSET_UNITS)
+        GL.glUniformMatrix4fv(self.light_clip, 1, GL.GL_TRUE, clip.astype(np.float32))
+        GL.glDrawElements(GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, None)
+        GL.glDisable(GL.GL_POLYGON_OFFSET_FILL)
 
     def draw(
         self,
@@ -182,21 +332,15 @@ class DirectDraw:
         GL, size = self.gl, self.size
         if len(lights) > MAX_LIGHTS:
             raise ValueError(f"at most {MAX_LIGHTS} lights, got {len(lights)}")
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
-        GL.glViewport(0, 0, size, size)
-        GL.glClearColor(0.0, 0.0, 0.0, 0.0)
-        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
-        GL.glEnable(GL.GL_DEPTH_TEST)
-        GL.glDepthFunc(GL.GL_LESS)
-        GL.glEnable(GL.GL_CULL_FACE)
-        GL.glCullFace(GL.GL_BACK)
-        GL.glDisable(GL.GL_BLEND)
-        GL.glUseProgram(self.program)
-        u = self.uniforms
-        GL.glUniformMatrix4fv(u["projection"], 1, GL.GL_TRUE, projection.astype(np.float32))
         kinds = np.zeros(MAX_LIGHTS, np.int32)
         arrays = {k: np.zeros((MAX_LIGHTS, 3), np.float32) for k in ("d", "p", "r")}
         cones = np.zeros((MAX_LIGHTS, 2), np.float32)
+        shadowed = np.zeros(MAX_LIGHTS, np.int32)
+        matrices = np.tile(np.eye(4, dtype=np.float32), (MAX_LIGHTS, 1, 1))
+        radii = np.zeros(MAX_LIGHTS, np.float32)
+        texels = np.zeros(MAX_LIGHTS, np.float32)
+        views = {}
+        points = np.asarray(vertices[:, :3], np.float64)
         for i, light in enumerate(lights):
             if light.kind not in _KINDS:
                 raise ValueError(f"unknown light kind '{light.kind}'")
@@ -205,6 +349,37 @@ class DirectDraw:
             arrays["p"][i] = light.position
             arrays["r"][i] = np.asarray(light.color) * light.intensity
             cones[i] = (np.cos(0.5 * light.cone), np.cos(light.cone))
+            softness = getattr(light, "shadow", None)
+            if softness is not None:
+                if softness < 0:
+                    raise ValueError(f"a light's shadow softness must be >= 0, got {softness}")
+                view = light_view(light.kind, light.direction, light.position, points, projection)
+                views[i] = view
+                shadowed[i] = 1
+                matrices[i] = view.texture
+                radii[i] = softness / view.metres_per_unit
+                texels[i] = view.metres_per_unit / self.shadow_size
+        GL.glBindVertexArray(self.vao)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, vertices.nbytes, vertices, GL.GL_STREAM_DRAW)
+        indices = np.ascontiguousarray(faces, dtype=np.uint32)
+        GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, indices.nbytes, indices, GL.GL_STREAM_DRAW)
+        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDepthFunc(GL.GL_LESS)
+        GL.glDisable(GL.GL_BLEND)
+        if views:
+            GL.glUseProgram(self.shadow_program)
+            for i, view in views.items():
+                self._draw_shadow_map(i, view.clip, indices.size)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
+        GL.glViewport(0, 0, size, size)
+        GL.glClearColor(0.0, 0.0, 0.0, 0.0)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        GL.glEnable(GL.GL_CULL_FACE)
+        GL.glCullFace(GL.GL_BACK)
+        GL.glUseProgram(self.program)
+        u = self.uniforms
+        GL.glUniformMatrix4fv(u["projection"], 1, GL.GL_TRUE, projection.astype(np.float32))
         GL.glUniform1i(u["n_lights"], len(lights))
         GL.glUniform1iv(u["kind"], MAX_LIGHTS, kinds)
         GL.glUniform3fv(u["direction"], MAX_LIGHTS, arrays["d"])
@@ -212,11 +387,13 @@ class DirectDraw:
         GL.glUniform3fv(u["radiance"], MAX_LIGHTS, arrays["r"])
         GL.glUniform2fv(u["cone"], MAX_LIGHTS, cones)
         GL.glUniform3fv(u["ambient"], 1, np.asarray(ambient, np.float32))
-        GL.glBindVertexArray(self.vao)
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
-        GL.glBufferData(GL.GL_ARRAY_BUFFER, vertices.nbytes, vertices, GL.GL_STREAM_DRAW)
-        indices = np.ascontiguousarray(faces, dtype=np.uint32)
-        GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, indices.nbytes, indices, GL.GL_STREAM_DRAW)
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.shadow_maps)
+        GL.glUniform1i(u["shadow_maps"], 0)
+        GL.glUniform1iv(u["shadowed"], MAX_LIGHTS, shadowed)
+        GL.glUniformMatrix4fv(u["shadow_matrix"], MAX_LIGHTS, GL.GL_TRUE, matrices)
+        GL.glUniform1fv(u["shadow_radius"], MAX_LIGHTS, radii)
+        GL.glUniform1fv(u["shadow_texel"], MAX_LIGHTS, texels)
         GL.glDrawElements(GL.GL_TRIANGLES, indices.size, GL.GL_UNSIGNED_INT, None)
         GL.glBindVertexArray(0)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)

@@ -66,6 +66,7 @@ EXPECTED = {  # key: (shape after the sample axis, dtype); N = model vertices, S
     "object_roughness": ((), np.float32),
     "object_seed": ((), np.int64),
     "skin_seed": ((), np.int64),
+    "shadow_softness": ((), np.float32),
 }
 
 
