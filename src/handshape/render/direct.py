@@ -22,11 +22,13 @@ that map up with hardware depth comparison; ambient light is never shadowed.
   that doubles the taps per pixel on a CPU rasteriser, and within a hand the blockers sit 1 to 5
   cm from their receivers, so a penumbra growing with that distance varies little across one
   picture; the range of softnesses across samples covers the range of light sizes instead.
-- Bias: slope-scaled polygon offset in the depth pass, a lookup point moved off the surface
-  along its normal by about a texel (more at grazing light), and for the disk taps the receiver
-  plane's own depth slope (from screen-space derivatives), so that a lit, slanted surface never
-  shadows itself (acne) while a bias stays a fraction of a millimetre, well under a pixel at a
-  contact (no gap between a finger and its shadow).
+- Bias: slope-scaled polygon offset in the depth pass, and a lookup point moved off the
+  surface along its normal by about a texel (more at grazing light). The disk taps compare
+  against the receiver's tangent plane (from the interpolated normal; screen-space
+  derivatives jump at every mesh edge and drew dark seams) and allow it to curve towards the
+  light by half its distance from the centre (the creases at the base of the fingers would
+  otherwise shadow themselves). A lit, slanted surface never shadows itself (acne), and the
+  biases stay a fraction of a millimetre for hard shadows, under a pixel at a contact.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ _FRAGMENT = """
 #version 330 core
 #define MAX_LIGHTS 4
 #define SOFT_TAPS {soft_taps}
+#define CURVE_ALLOWANCE 0.5
 const float PI = 3.141592653589793;
 in vec3 frag_position;
 in vec3 frag_normal;
@@ -78,6 +81,7 @@ uniform int shadowed[MAX_LIGHTS];        // 1: this light casts shadows (map lay
 uniform mat4 shadow_matrix[MAX_LIGHTS];  // camera frame -> map (u, v, depth), after / w
 uniform float shadow_radius[MAX_LIGHTS]; // filter disk radius, map units (0: hard)
 uniform float shadow_texel[MAX_LIGHTS];  // metres per map texel at the receivers
+uniform float shadow_size;               // texels per map side
 out vec4 frag_color;
 
 vec3 map_point(int i, vec3 p) {
@@ -85,9 +89,8 @@ vec3 map_point(int i, vec3 p) {
     return c.xyz / c.w;
 }
 
-// Fraction of light i reaching a point p with unit normal n (nl: cosine to the light); dpx,
-// dpy: p's change to the next pixel right and up (derivatives must be taken outside loops).
-float lit_fraction(int i, vec3 p, vec3 n, float nl, vec3 dpx, vec3 dpy) {
+// Fraction of light i reaching a point p with unit normal n, l towards the light, nl = n.l.
+float lit_fraction(int i, vec3 p, vec3 n, vec3 l, float nl) {
     float sin_l = sqrt(max(1.0 - nl * nl, 0.0));
     vec3 q = p + n * shadow_texel[i] * (0.5 + 1.5 * sin_l);
     vec3 m = map_point(i, q);
@@ -96,14 +99,22 @@ float lit_fraction(int i, vec3 p, vec3 n, float nl, vec3 dpx, vec3 dpy) {
     if (radius <= 0.0) {
         return texture(shadow_maps, vec4(m.xy, layer, m.z));
     }
-    // Depth slope of the receiver's plane in map units: each tap compares against the plane's
-    // depth under it, not against the centre's.
-    vec3 ax = map_point(i, p + dpx) - map_point(i, p);
-    vec3 ay = map_point(i, p + dpy) - map_point(i, p);
+    // Depth slope, in map units, of the plane through q normal to n: each tap compares against
+    // that plane's depth under it, not against the centre's. The interpolated normal rather
+    // than screen-space derivatives: those jump at every edge of the mesh (dark seams).
+    vec3 t1 = normalize(cross(n, abs(n.x) < 0.9 ? vec3(1.0, 0.0, 0.0) : vec3(0.0, 1.0, 0.0)));
+    vec3 t2 = cross(n, t1);
+    float step = 4.0 * shadow_texel[i];
+    vec3 ax = map_point(i, q + step * t1) - m;
+    vec3 ay = map_point(i, q + step * t2) - m;
     float det = ax.x * ay.y - ax.y * ay.x;
     vec2 slope = abs(det) > 1e-12
         ? vec2(ax.z * ay.y - ay.z * ax.y, ay.z * ax.x - ax.z * ay.x) / det : vec2(0.0);
     slope = clamp(slope, -8.0, 8.0);
+    // The surface may also curve towards the light within the disk (the creases at the base
+    // of the fingers): allow it CURVE_ALLOWANCE (a tangent) of rise per distance from q.
+    float rise = (m.z - map_point(i, q + step * l).z) / step;  // map depth per metre
+    float allowance = CURVE_ALLOWANCE * rise * shadow_texel[i] * shadow_size;
     float turn = 6.2831853 * fract(52.9829189 * fract(dot(gl_FragCoord.xy,
                                                           vec2(0.06711056, 0.00583715))));
     float sum = 0.0;
@@ -111,14 +122,13 @@ float lit_fraction(int i, vec3 p, vec3 n, float nl, vec3 dpx, vec3 dpy) {
         float r = radius * sqrt((float(k) + 0.5) / float(SOFT_TAPS));
         float a = 2.39996323 * float(k) + turn;
         vec2 o = r * vec2(cos(a), sin(a));
-        sum += texture(shadow_maps, vec4(m.xy + o, layer, m.z + dot(slope, o)));
+        float reference = m.z + dot(slope, o) - allowance * r;
+        sum += texture(shadow_maps, vec4(m.xy + o, layer, reference));
     }
     return sum / float(SOFT_TAPS);
 }
 
 void main() {
-    vec3 dpx = dFdx(frag_position);
-    vec3 dpy = dFdy(frag_position);
     vec3 albedo = frag_albedo_id.rgb;
     float r = clamp(frag_roughness, 0.04, 1.0);
     vec3 n = normalize(frag_normal);
@@ -143,7 +153,7 @@ void main() {
         }
         float nl = clamp(dot(n, l), 0.001, 1.0);
         if (shadowed[i] == 1) {
-            li *= lit_fraction(i, frag_position, n, nl, dpx, dpy);
+            li *= lit_fraction(i, frag_position, n, l, nl);
         }
         vec3 h = normalize(l + v);
         float nv = clamp(abs(dot(n, v)), 0.001, 1.0);
@@ -259,7 +269,7 @@ class DirectDraw:
             for name in (
                 "projection", "n_lights", "kind", "direction", "light_position", "radiance",
                 "cone", "ambient", "shadow_maps", "shadowed", "shadow_matrix", "shadow_radius",
-                "shadow_texel",
+                "shadow_texel", "shadow_size",
             )
         }  # fmt: skip
 
@@ -327,8 +337,9 @@ class DirectDraw:
         zfar: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """vertices (N, 11) float32: OpenGL camera-frame position, normal, albedo, alpha,
-        roughness; faces (F, 3). Returns colour (S, S, 4) uint8 and depth (S, S) float32, metres
-        along the view axis, 0 where nothing was drawn; row 0 at the top."""
+        roughness; faces (F, 3); lights: `handshape.render.synthetic.Light`, those with a
+        `shadow` first draw their shadow map. Returns colour (S, S, 4) uint8 and depth (S, S)
+        float32, metres along the view axis, 0 where nothing was drawn; row 0 at the top."""
         GL, size = self.gl, self.size
         if len(lights) > MAX_LIGHTS:
             raise ValueError(f"at most {MAX_LIGHTS} lights, got {len(lights)}")
@@ -394,6 +405,7 @@ class DirectDraw:
         GL.glUniformMatrix4fv(u["shadow_matrix"], MAX_LIGHTS, GL.GL_TRUE, matrices)
         GL.glUniform1fv(u["shadow_radius"], MAX_LIGHTS, radii)
         GL.glUniform1fv(u["shadow_texel"], MAX_LIGHTS, texels)
+        GL.glUniform1f(u["shadow_size"], float(self.shadow_size))
         GL.glDrawElements(GL.GL_TRIANGLES, indices.size, GL.GL_UNSIGNED_INT, None)
         GL.glBindVertexArray(0)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
