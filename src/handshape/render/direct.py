@@ -63,7 +63,10 @@ _FRAGMENT = """
 #version 330 core
 #define MAX_LIGHTS 4
 #define SOFT_TAPS {soft_taps}
+#define SHADOWS {shadows}  // compiled variants: 0 none, 1 hard only, 2 soft (and hard)
+#define CASTERS {casters}  // how many lights cast shadows
 #define CURVE_ALLOWANCE 0.5
+const vec2 DISK[SOFT_TAPS] = vec2[]({disk});
 const float PI = 3.141592653589793;
 in vec3 frag_position;
 in vec3 frag_normal;
@@ -77,7 +80,7 @@ uniform vec3 radiance[MAX_LIGHTS];     // colour x intensity
 uniform vec2 cone[MAX_LIGHTS];         // spot: cos(inner), cos(outer)
 uniform vec3 ambient;
 uniform sampler2DArrayShadow shadow_maps;
-uniform int shadowed[MAX_LIGHTS];        // 1: this light casts shadows (map layer i)
+uniform int caster[MAX_LIGHTS];          // the lights that cast shadows (map layer = light)
 uniform mat4 shadow_matrix[MAX_LIGHTS];  // camera frame -> map (u, v, depth), after / w
 uniform float shadow_radius[MAX_LIGHTS]; // filter disk radius, map units (0: hard)
 uniform float shadow_texel[MAX_LIGHTS];  // metres per map texel at the receivers
@@ -96,6 +99,9 @@ float lit_fraction(int i, vec3 p, vec3 n, vec3 l, float nl) {
     vec3 m = map_point(i, q);
     float layer = float(i);
     float radius = shadow_radius[i];
+#if SHADOWS == 1
+    return texture(shadow_maps, vec4(m.xy, layer, m.z));
+#else
     if (radius <= 0.0) {
         return texture(shadow_maps, vec4(m.xy, layer, m.z));
     }
@@ -115,17 +121,28 @@ float lit_fraction(int i, vec3 p, vec3 n, vec3 l, float nl) {
     // of the fingers): allow it CURVE_ALLOWANCE (a tangent) of rise per distance from q.
     float rise = (m.z - map_point(i, q + step * l).z) / step;  // map depth per metre
     float allowance = CURVE_ALLOWANCE * rise * shadow_texel[i] * shadow_size;
+    // The fixed disk (DISK: an outer ring of 4, then the inside), turned per pixel.
     float turn = 6.2831853 * fract(52.9829189 * fract(dot(gl_FragCoord.xy,
                                                           vec2(0.06711056, 0.00583715))));
+    mat2 spin = radius * mat2(cos(turn), sin(turn), -sin(turn), cos(turn));
     float sum = 0.0;
-    for (int k = 0; k < SOFT_TAPS; k++) {
-        float r = radius * sqrt((float(k) + 0.5) / float(SOFT_TAPS));
-        float a = 2.39996323 * float(k) + turn;
-        vec2 o = r * vec2(cos(a), sin(a));
-        float reference = m.z + dot(slope, o) - allowance * r;
+    for (int k = 0; k < 4; k++) {
+        vec2 o = spin * DISK[k];
+        float reference = m.z + dot(slope, o) - allowance * length(o);
+        sum += texture(shadow_maps, vec4(m.xy + o, layer, reference));
+    }
+    // Fully lit or fully shadowed on the ring: the whole disk almost surely is too. (A CPU
+    // rasteriser leaves a loop once all of its pixels have left it: most skip the rest.)
+    if (sum == 0.0 || sum == 4.0) {
+        return 0.25 * sum;
+    }
+    for (int k = 4; k < SOFT_TAPS; k++) {
+        vec2 o = spin * DISK[k];
+        float reference = m.z + dot(slope, o) - allowance * length(o);
         sum += texture(shadow_maps, vec4(m.xy + o, layer, reference));
     }
     return sum / float(SOFT_TAPS);
+#endif
 }
 
 void main() {
@@ -135,6 +152,17 @@ void main() {
     vec3 v = normalize(-frag_position);
     vec3 c_diff = albedo * 0.96;
     vec3 color = albedo * ambient;
+    // The shadows first, in a loop over the casters alone: on a CPU rasteriser a branch inside
+    // the loop over lights costs its whole body for every light, taken or not.
+    float lit[MAX_LIGHTS] = float[](1.0, 1.0, 1.0, 1.0);
+#if CASTERS > 0
+    for (int c = 0; c < CASTERS; c++) {
+        int i = caster[c];
+        vec3 l = kind[i] == 0 ? normalize(-direction[i])
+                              : normalize(light_position[i] - frag_position);
+        lit[i] = lit_fraction(i, frag_position, n, l, clamp(dot(n, l), 0.001, 1.0));
+    }
+#endif
     for (int i = 0; i < n_lights; i++) {
         vec3 l;
         vec3 li = radiance[i];
@@ -152,9 +180,7 @@ void main() {
             }
         }
         float nl = clamp(dot(n, l), 0.001, 1.0);
-        if (shadowed[i] == 1) {
-            li *= lit_fraction(i, frag_position, n, l, nl);
-        }
+        li *= lit[i];
         vec3 h = normalize(l + v);
         float nv = clamp(abs(dot(n, v)), 0.001, 1.0);
         float nh = clamp(dot(n, h), 0.0, 1.0);
@@ -190,6 +216,23 @@ void main() {
 _KINDS = {"directional": 0, "point": 1, "spot": 2}
 MAX_LIGHTS = 4
 SOFT_TAPS = 12  # bilinear comparisons per pixel of a soft shadow (each covers 2x2 texels)
+SOFT_TEXELS = 3.0  # a soft shadow's map has this many texels across its filter's radius
+
+
+def _disk() -> str:
+    """The soft filter's taps on the unit disk, as GLSL: a ring of 4 at radius 0.9 first (the
+    early-out test), then the rest on a Vogel spiral inside radius 0.8."""
+    ring = [0.9 * np.array([np.cos(a), np.sin(a)]) for a in np.pi / 4 + np.pi / 2 * np.arange(4)]
+    inner = SOFT_TAPS - 4
+    spiral = [
+        0.8
+        * np.sqrt((k + 0.5) / inner)
+        * np.array([np.cos(2.39996323 * k), np.sin(2.39996323 * k)])
+        for k in range(inner)
+    ]
+    return ", ".join(f"vec2({x:.6f}, {y:.6f})" for x, y in ring + spiral)
+
+
 # Slope-scaled depth offset of the shadow pass (glPolygonOffset factor, units).
 _OFFSET_FACTOR, _OFFSET_UNITS = 1.5, 2.0
 
@@ -221,13 +264,7 @@ class DirectDraw:
         self.gl = GL
         self.size = size
         self.shadow_size = shadow_size
-        self.program = shaders.compileProgram(
-            shaders.compileShader(_VERTEX, GL.GL_VERTEX_SHADER),
-            shaders.compileShader(
-                _FRAGMENT.replace("{soft_taps}", str(SOFT_TAPS)), GL.GL_FRAGMENT_SHADER
-            ),
-            validate=False,
-        )
+        self.programs: dict[tuple[int, int], tuple[Any, dict[str, Any]]] = {}
         self.shadow_program = shaders.compileProgram(
             shaders.compileShader(_SHADOW_VERTEX, GL.GL_VERTEX_SHADER),
             shaders.compileShader(_SHADOW_FRAGMENT, GL.GL_FRAGMENT_SHADER),
@@ -264,14 +301,34 @@ class DirectDraw:
             raise RuntimeError(f"OpenGL framebuffer incomplete (status {status:#x})")
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
         self._make_shadow_maps()
-        self.uniforms = {
-            name: GL.glGetUniformLocation(self.program, name)
-            for name in (
-                "projection", "n_lights", "kind", "direction", "light_position", "radiance",
-                "cone", "ambient", "shadow_maps", "shadowed", "shadow_matrix", "shadow_radius",
-                "shadow_texel", "shadow_size",
+
+    def _program(self, shadows: int, casters: int) -> tuple[Any, dict[str, Any]]:
+        """The shading program for `shadows` (0 none, 1 hard only, 2 soft) cast by `casters`
+        lights, and its uniforms' locations, compiled on first use."""
+        if (shadows, casters) not in self.programs:
+            from OpenGL.GL import shaders
+
+            GL = self.gl
+            fragment = _FRAGMENT.replace("{soft_taps}", str(SOFT_TAPS))
+            fragment = fragment.replace("{disk}", _disk())
+            program = shaders.compileProgram(
+                shaders.compileShader(_VERTEX, GL.GL_VERTEX_SHADER),
+                shaders.compileShader(
+                    fragment.replace("{shadows}", str(shadows)).replace("{casters}", str(casters)),
+                    GL.GL_FRAGMENT_SHADER,
+                ),
+                validate=False,
             )
-        }  # fmt: skip
+            uniforms = {
+                name: GL.glGetUniformLocation(program, name)
+                for name in (
+                    "projection", "n_lights", "kind", "direction", "light_position", "radiance",
+                    "cone", "ambient", "shadow_maps", "caster", "shadow_matrix",
+                    "shadow_radius", "shadow_texel", "shadow_size",
+                )
+            }  # fmt: skip
+            self.programs[shadows, casters] = (program, uniforms)
+        return self.programs[shadows, casters]
 
     def _make_shadow_maps(self) -> None:
         """A depth texture array (one layer per light) with hardware comparison, and a
@@ -308,16 +365,16 @@ class DirectDraw:
             raise RuntimeError(f"OpenGL shadow framebuffer incomplete (status {status:#x})")
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
 
-    def _draw_shadow_map(self, layer: int, clip: np.ndarray, count: int) -> None:
+    def _draw_shadow_map(self, layer: int, clip: np.ndarray, count: int, used: int) -> None:
         """The depth of the bound vertex array's `count` indices, seen through `clip` (4, 4),
-        into shadow map `layer`."""
-        GL, n = self.gl, self.shadow_size
+        into the corner used x used of shadow map `layer` (the rest stays cleared: lit)."""
+        GL = self.gl
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.shadow_fbo)
         GL.glFramebufferTextureLayer(
             GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, self.shadow_maps, 0, layer
         )
-        GL.glViewport(0, 0, n, n)
         GL.glClear(GL.GL_DEPTH_BUFFER_BIT)
+        GL.glViewport(0, 0, used, used)
         # Both sides: the hand is open at the wrist, the forearm's tube at its ends.
         GL.glDisable(GL.GL_CULL_FACE)
         GL.glEnable(GL.GL_POLYGON_OFFSET_FILL)
@@ -346,7 +403,7 @@ class DirectDraw:
         kinds = np.zeros(MAX_LIGHTS, np.int32)
         arrays = {k: np.zeros((MAX_LIGHTS, 3), np.float32) for k in ("d", "p", "r")}
         cones = np.zeros((MAX_LIGHTS, 2), np.float32)
-        shadowed = np.zeros(MAX_LIGHTS, np.int32)
+        casters = np.zeros(MAX_LIGHTS, np.int32)
         matrices = np.tile(np.eye(4, dtype=np.float32), (MAX_LIGHTS, 1, 1))
         radii = np.zeros(MAX_LIGHTS, np.float32)
         texels = np.zeros(MAX_LIGHTS, np.float32)
@@ -365,11 +422,19 @@ class DirectDraw:
                 if softness < 0:
                     raise ValueError(f"a light's shadow softness must be >= 0, got {softness}")
                 view = light_view(light.kind, light.direction, light.position, points, projection)
-                views[i] = view
-                shadowed[i] = 1
-                matrices[i] = view.texture
-                radii[i] = softness / view.metres_per_unit
-                texels[i] = view.metres_per_unit / self.shadow_size
+                # A soft shadow needs no more texels than puts SOFT_TEXELS across its filter's
+                # radius: its taps then cover the disk densely (a smooth penumbra, not grain),
+                # and the depth pass draws fewer pixels. It uses a corner of its layer.
+                used = self.shadow_size
+                if softness > 0:
+                    want = int(np.ceil(SOFT_TEXELS * view.metres_per_unit / softness))
+                    used = int(np.clip(want, 32, self.shadow_size))
+                views[i] = (view, used)
+                casters[len(views) - 1] = i
+                corner = used / self.shadow_size
+                matrices[i] = np.diag([corner, corner, 1.0, 1.0]) @ view.texture
+                radii[i] = corner * softness / view.metres_per_unit
+                texels[i] = view.metres_per_unit / used
         GL.glBindVertexArray(self.vao)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
         GL.glBufferData(GL.GL_ARRAY_BUFFER, vertices.nbytes, vertices, GL.GL_STREAM_DRAW)
@@ -380,16 +445,16 @@ class DirectDraw:
         GL.glDisable(GL.GL_BLEND)
         if views:
             GL.glUseProgram(self.shadow_program)
-            for i, view in views.items():
-                self._draw_shadow_map(i, view.clip, indices.size)
+            for i, (view, used) in views.items():
+                self._draw_shadow_map(i, view.clip, indices.size, used)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
         GL.glViewport(0, 0, size, size)
         GL.glClearColor(0.0, 0.0, 0.0, 0.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         GL.glEnable(GL.GL_CULL_FACE)
         GL.glCullFace(GL.GL_BACK)
-        GL.glUseProgram(self.program)
-        u = self.uniforms
+        program, u = self._program(0 if not views else 2 if radii.any() else 1, len(views))
+        GL.glUseProgram(program)
         GL.glUniformMatrix4fv(u["projection"], 1, GL.GL_TRUE, projection.astype(np.float32))
         GL.glUniform1i(u["n_lights"], len(lights))
         GL.glUniform1iv(u["kind"], MAX_LIGHTS, kinds)
@@ -401,7 +466,7 @@ class DirectDraw:
         GL.glActiveTexture(GL.GL_TEXTURE0)
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self.shadow_maps)
         GL.glUniform1i(u["shadow_maps"], 0)
-        GL.glUniform1iv(u["shadowed"], MAX_LIGHTS, shadowed)
+        GL.glUniform1iv(u["caster"], MAX_LIGHTS, casters)
         GL.glUniformMatrix4fv(u["shadow_matrix"], MAX_LIGHTS, GL.GL_TRUE, matrices)
         GL.glUniform1fv(u["shadow_radius"], MAX_LIGHTS, radii)
         GL.glUniform1fv(u["shadow_texel"], MAX_LIGHTS, texels)
