@@ -13,11 +13,15 @@ and the output gamma 1/2.2. The GL context itself comes from pyrender's platform
 
 Shadows: a light with `shadow` set first draws the scene's depth from its own view
 (`handshape.render.shadows`) into one layer of a depth texture array, then the main pass looks
-that map up with hardware depth comparison; ambient light is never shadowed.
+that map up with hardware depth comparison; ambient light is never shadowed. The lookups run
+in a loop over the casting lights alone, in a program compiled for that many casters: on a
+CPU rasteriser a branch inside the loop over all lights costs its body for every light.
 - Hard shadows: one bilinear comparison (the hardware's 2x2 percentage-closer filter).
 - Soft shadows: percentage-closer filtering over a disk whose radius (metres at the receiver)
   is the light's softness: SOFT_TAPS bilinear comparisons on a Vogel spiral, turned per pixel
   by a fixed noise so that the few taps give a smooth penumbra rather than copies of the edge.
+  A soft shadow's map uses only a corner of its layer, sized to SOFT_TEXELS texels per filter
+  radius: the taps then cover the disk densely (no grain) and the depth pass draws less.
   Chosen over PCSS (a blocker search, then a filter sized by the blocker's distance) because
   that doubles the taps per pixel on a CPU rasteriser, and within a hand the blockers sit 1 to 5
   cm from their receivers, so a penumbra growing with that distance varies little across one
@@ -121,22 +125,12 @@ float lit_fraction(int i, vec3 p, vec3 n, vec3 l, float nl) {
     // of the fingers): allow it CURVE_ALLOWANCE (a tangent) of rise per distance from q.
     float rise = (m.z - map_point(i, q + step * l).z) / step;  // map depth per metre
     float allowance = CURVE_ALLOWANCE * rise * shadow_texel[i] * shadow_size;
-    // The fixed disk (DISK: an outer ring of 4, then the inside), turned per pixel.
+    // The fixed disk (DISK), turned per pixel.
     float turn = 6.2831853 * fract(52.9829189 * fract(dot(gl_FragCoord.xy,
                                                           vec2(0.06711056, 0.00583715))));
     mat2 spin = radius * mat2(cos(turn), sin(turn), -sin(turn), cos(turn));
     float sum = 0.0;
-    for (int k = 0; k < 4; k++) {
-        vec2 o = spin * DISK[k];
-        float reference = m.z + dot(slope, o) - allowance * length(o);
-        sum += texture(shadow_maps, vec4(m.xy + o, layer, reference));
-    }
-    // Fully lit or fully shadowed on the ring: the whole disk almost surely is too. (A CPU
-    // rasteriser leaves a loop once all of its pixels have left it: most skip the rest.)
-    if (sum == 0.0 || sum == 4.0) {
-        return 0.25 * sum;
-    }
-    for (int k = 4; k < SOFT_TAPS; k++) {
+    for (int k = 0; k < SOFT_TAPS; k++) {
         vec2 o = spin * DISK[k];
         float reference = m.z + dot(slope, o) - allowance * length(o);
         sum += texture(shadow_maps, vec4(m.xy + o, layer, reference));
@@ -220,17 +214,13 @@ SOFT_TEXELS = 3.0  # a soft shadow's map has this many texels across its filter'
 
 
 def _disk() -> str:
-    """The soft filter's taps on the unit disk, as GLSL: a ring of 4 at radius 0.9 first (the
-    early-out test), then the rest on a Vogel spiral inside radius 0.8."""
-    ring = [0.9 * np.array([np.cos(a), np.sin(a)]) for a in np.pi / 4 + np.pi / 2 * np.arange(4)]
-    inner = SOFT_TAPS - 4
-    spiral = [
-        0.8
-        * np.sqrt((k + 0.5) / inner)
-        * np.array([np.cos(2.39996323 * k), np.sin(2.39996323 * k)])
-        for k in range(inner)
-    ]
-    return ", ".join(f"vec2({x:.6f}, {y:.6f})" for x, y in ring + spiral)
+    """The soft filter's taps on the unit disk (a Vogel spiral: even cover, no rings), GLSL."""
+    k = np.arange(SOFT_TAPS)
+    radius, angle = np.sqrt((k + 0.5) / SOFT_TAPS), 2.39996323 * k
+    return ", ".join(
+        f"vec2({x:.6f}, {y:.6f})"
+        for x, y in zip(*radius * [np.cos(angle), np.sin(angle)], strict=True)
+    )
 
 
 # Slope-scaled depth offset of the shadow pass (glPolygonOffset factor, units).
