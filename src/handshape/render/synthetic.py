@@ -47,7 +47,9 @@ class Light:
     kind: "directional", "point" or "spot"; direction: (3,) where the light travels, in
     OpenGL camera coordinates (-z is forward); position: (3,) for point and spot lights, camera
     coordinates in metres; color: linear RGB in [0, 1]; intensity: pyrender units (lux for
-    directional lights, candela for point and spot lights); cone: spot outer half-angle, rad.
+    directional lights, candela for point and spot lights); cone: spot outer half-angle, rad;
+    shadow: None if the light casts no shadow, 0 for a hard shadow, > 0 for a soft one whose
+    penumbra has this radius in metres at the receiver (`handshape.render.direct`).
     """
 
     kind: str
@@ -56,6 +58,7 @@ class Light:
     intensity: float
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cone: float = 0.6
+    shadow: float | None = None
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -78,10 +81,12 @@ class SyntheticRenderer:
     """Renders a hand mesh with the intrinsics of a crop: (rgba uint8, depth float32 metres).
 
     One OpenGL context per instance, created on first use; make one per worker process.
+    shadow_map_size: the side, in texels, of the shadow map of each shadow-casting light.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, shadow_map_size: int = 512) -> None:
         self.size = int(size)
+        self.shadow_map_size = int(shadow_map_size)
         self._pyrender: Any | None = None
         self._offscreen: Any | None = None
         self._direct: DirectDraw | None = None
@@ -127,7 +132,7 @@ class SyntheticRenderer:
         offscreen = self._ensure()
         offscreen._platform.make_current()  # another renderer may have drawn in between
         if self._direct is None:
-            self._direct = DirectDraw(self.size)
+            self._direct = DirectDraw(self.size, self.shadow_map_size)
         vertices = np.concatenate([self._vertex_data(part) for part in parts])
         starts = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
         faces = np.concatenate(

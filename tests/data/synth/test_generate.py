@@ -66,6 +66,7 @@ EXPECTED = {  # key: (shape after the sample axis, dtype); N = model vertices, S
     "object_roughness": ((), np.float32),
     "object_seed": ((), np.int64),
     "skin_seed": ((), np.int64),
+    "shadow_softness": ((), np.float32),
 }
 
 
@@ -593,3 +594,103 @@ def test_joints_behind_the_forearm_or_an_object_are_marked_hidden(
                 assert not data["visibility"][i, j], (i, j)
                 hidden_by_props += 1
     assert hidden_by_props > 0  # the reference set does hide joints behind them
+
+
+# ----------------------------------------------------------------------------- shadows
+
+
+def rays_blocked(
+    origins: np.ndarray, directions: np.ndarray, triangles: np.ndarray, t_min: float
+) -> np.ndarray:
+    """(R,) whether each ray origin + t direction, t > t_min, meets any of triangles (T, 3, 3)
+    (Moller-Trumbore, vectorised over triangles; origins and directions (R, 3))."""
+    a = triangles[:, 0]
+    e1, e2 = triangles[:, 1] - a, triangles[:, 2] - a
+    blocked = np.zeros(len(origins), bool)
+    for k, (o, d) in enumerate(zip(origins, directions, strict=True)):
+        p = np.cross(d, e2)
+        det = np.einsum("ij,ij->i", e1, p)
+        ok = np.abs(det) > 1e-12
+        inv = 1.0 / np.where(ok, det, 1.0)
+        s = o - a
+        u = np.einsum("ij,ij->i", s, p) * inv
+        q = np.cross(s, e1)
+        v = (q @ d) * inv
+        t = np.einsum("ij,ij->i", e2, q) * inv
+        blocked[k] = np.any(ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > t_min))
+    return blocked
+
+
+def test_the_hand_shadows_itself_where_the_geometry_says_it_must(
+    plan: Plan, data: dict[str, np.ndarray]
+) -> None:
+    """Lit by its key light alone, a hand pixel is dark with (hard) shadows on exactly when the
+    ray from its surface point towards the light meets the scene's meshes (hand, forearm or
+    object): the shadow is where the geometry puts it, and nowhere else."""
+    maker = gen.SampleMaker(plan.config)
+    agree_shadow = agree_lit = shadowed = lit = 0
+    try:
+        for i in range(NUM):
+            sample = {key: values[i] for key, values in data.items()}
+            key = maker.setups[int(sample["lighting"])].lights[0]
+            parts = maker.parts(sample)
+            grey = []
+            for shadow in (None, 0.0):
+                light = dataclasses.replace(key, shadow=shadow)
+                rgba, depth, ids = maker.renderer.render_parts(
+                    parts, sample["K"], [light], np.zeros(3)
+                )
+                grey.append(rgba[..., :3].astype(np.float64).mean(axis=-1))
+            plain, hard = grey
+            # Hand pixels the key light clearly lights, away from borders and depth steps.
+            hand = interior(ids == HAND, depth) & (plain > 40)
+            v, u = np.nonzero(hand)
+            v, u = v[::2], u[::2]
+            z = depth[v, u]
+            K = sample["K"].astype(np.float64)
+            points = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], 1)
+            if key.kind == "directional":
+                towards = np.broadcast_to(-np.asarray(key.direction) * [1, -1, -1], points.shape)
+            else:
+                towards = np.asarray(key.position) * [1, -1, -1] - points
+            towards = towards / np.linalg.norm(towards, axis=1, keepdims=True)
+            triangles = np.concatenate([p.vertices[p.faces] for p in parts])
+            blocked = rays_blocked(points + 0.001 * towards, towards, triangles, 0.002)
+            dark = hard[v, u] < 0.5 * plain[v, u]
+            # Pixels next to a change of the ray test are the shadow's edge: left out.
+            grid = np.full(depth.shape, -1)
+            grid[v, u] = blocked
+            edge = ndimage.maximum_filter(grid, 5) != ndimage.minimum_filter(
+                np.where(grid < 0, 2, grid), 5
+            )
+            clear = ~edge[v, u]
+            shadowed += np.sum(blocked & clear)
+            lit += np.sum(~blocked & clear)
+            agree_shadow += np.sum(blocked & clear & dark)
+            agree_lit += np.sum(~blocked & clear & ~dark)
+    finally:
+        maker.close()
+    assert shadowed > 30  # the reference set has hands shadowing themselves
+    assert agree_shadow >= 0.9 * shadowed, (agree_shadow, shadowed)
+    assert agree_lit >= 0.98 * lit, (agree_lit, lit)
+
+
+def test_shadows_change_shading_only_and_switch_off_per_setting(
+    plan: Plan, data: dict[str, np.ndarray]
+) -> None:
+    no_shadows = small_config(shadows={**small_config().shadows, "enabled": False})
+    maker = gen.SampleMaker(no_shadows)
+    darker = 0
+    try:
+        for i in (0, 1, 2, 3):
+            sample = maker.make(SEED, "train", i)
+            assert sample["shadow_softness"] == -1
+            for key in (*LABELS, "ids", "depth", "visibility"):
+                np.testing.assert_array_equal(sample[key], data[key][i], err_msg=key)
+            with_shadows = data["rgba"][i, ..., :3].astype(int)
+            without = sample["rgba"][..., :3].astype(int)
+            assert np.all(with_shadows <= without + 2)  # a shadow only ever takes light away
+            darker += np.sum(with_shadows.sum(-1) < without.sum(-1) - 30)
+    finally:
+        maker.close()
+    assert darker > 0

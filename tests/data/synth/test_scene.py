@@ -328,3 +328,62 @@ def test_without_a_view_prior_every_view_is_any_view(config: SynthConfig) -> Non
     flat = dataclasses.replace(config, view_prior={"egocentric": 0.0, "third_person": 0.0})
     sampler = SceneSampler(flat, HandModel.default())
     assert {sampler.sample(0, "train", i).view_mode for i in range(30)} == {0}
+
+
+# ----------------------------------------------------------------------------- shadows
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"soft": 1.5}, r"shadows\.soft must be a probability"),
+        ({"soft": "often"}, r"shadows\.soft must be a probability"),
+        ({"softness": [0.01, 0.002]}, r"shadows\.softness must be \[min, max\]"),
+        ({"softness": [0.0, 0.01]}, r"shadows\.softness must be \[min, max\]"),
+        ({"softness": 0.004}, r"shadows\.softness must be \[min, max\]"),
+        ({"map_size": 32}, r"shadows\.map_size must be an integer"),
+        ({"map_size": 512.5}, r"shadows\.map_size must be an integer"),
+        ({"enabled": "yes"}, r"shadows\.enabled must be true or false"),
+    ],
+)
+def test_bad_shadow_settings_are_refused_by_name(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=r"synthetic\.yaml: " + message):
+        SynthConfig.load(CONFIG_PATH, {"shadows": change})
+
+
+def test_shadow_settings_must_be_complete_and_known(config: SynthConfig) -> None:
+    values = config.to_dict()
+    incomplete = {**values, "shadows": {k: v for k, v in config.shadows.items() if k != "soft"}}
+    with pytest.raises(ValueError, match=r"mine\.yaml: shadows needs exactly the settings"):
+        SynthConfig.from_dict(incomplete, "mine.yaml")
+    with pytest.raises(ValueError, match=r"unknown settings \['shadows\.colour'\]"):
+        SynthConfig.load(CONFIG_PATH, {"shadows": {"colour": 1}})
+
+
+def test_shadows_are_on_by_default_mostly_soft_and_drawn_per_sample(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    assert config.shadows["enabled"]
+    softness = np.array([s.shadow_softness for s in scenes["train"]])
+    lo, hi = config.shadows["softness"]
+    assert np.all((softness == 0) | ((softness >= lo) & (softness <= hi)))
+    # About `soft` of the samples are soft (200 draws: 4 standard deviations either way).
+    soft = np.mean(softness > 0)
+    spread = 4 * np.sqrt(config.shadows["soft"] * (1 - config.shadows["soft"]) / len(softness))
+    assert abs(soft - config.shadows["soft"]) < spread
+    assert len(set(softness[softness > 0])) > 50  # a continuum of penumbra sizes
+
+
+def test_switching_shadows_off_changes_nothing_else_in_the_scene(
+    config: SynthConfig, scenes: dict[str, list[Scene]]
+) -> None:
+    off = SceneSampler(
+        dataclasses.replace(config, shadows={**config.shadows, "enabled": False}),
+        HandModel.default(),
+    )
+    for index in (0, 3, 11):
+        a, b = scenes["train"][index], off.sample(0, "train", index)
+        assert b.shadow_softness == -1.0
+        for field in dataclasses.fields(Scene):
+            if field.name != "shadow_softness":
+                assert np.array_equal(getattr(a, field.name), getattr(b, field.name)), field.name

@@ -16,7 +16,7 @@ import os
 import socket
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class SampleMaker:
         self.model = (model or HandModel.default()).double()
         self.sampler = SceneSampler(config, self.model)
         self.setups = lighting_setups(config.lighting_setups)
-        self.renderer = SyntheticRenderer(config.size)
+        self.renderer = SyntheticRenderer(config.size, config.shadows["map_size"])
         self.faces = self.model.faces.numpy()
         rest = self.model.v_template.numpy()
         self.skin = skin_maps(rest, vertex_normals(rest, self.faces), self.model.rest_joints)
@@ -96,6 +96,7 @@ class SampleMaker:
             "object_roughness": np.float32(scene.object_roughness),
             "object_seed": np.int64(scene.object_seed),
             "skin_seed": np.int64(scene.skin_seed),
+            "shadow_softness": np.float32(scene.shadow_softness),
         }
         rgba, depth, ids = self.render_sample(sample)
         # The rendered depth holds the forearm and objects too: joints behind them are hidden.
@@ -144,10 +145,16 @@ class SampleMaker:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render from stored parameters -> (rgba, depth in metres, ids); see `make`."""
         setup = self.setups[int(sample["lighting"])]
+        lights = list(setup.lights)
+        # The key light (each set-up's first) casts the shadows; samples stored before shadows
+        # existed have no softness and are drawn without.
+        softness = float(sample.get("shadow_softness", -1.0))
+        if softness >= 0 and lights:
+            lights[0] = replace(lights[0], shadow=softness)
         return self.renderer.render_parts(
             self.parts(sample),
             np.asarray(sample["K"], np.float64),
-            list(setup.lights),
+            lights,
             np.asarray(setup.ambient),
         )
 

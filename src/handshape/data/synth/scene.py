@@ -34,7 +34,8 @@ SPLITS = ("train", "val")
 
 # Sections whose keys are settings of their own: a file or an override naming another key there
 # is refused (the camera section is an augmentation list in the format of the compositing).
-NESTED_SETTINGS = ("view_prior", "forearm", "skin", "objects", "validation")
+NESTED_SETTINGS = ("view_prior", "forearm", "skin", "objects", "shadows", "validation")
+SHADOW_SETTINGS = {"enabled", "soft", "softness", "map_size"}
 
 
 def _merge_settings(
@@ -52,6 +53,34 @@ def _merge_settings(
         else:
             merged[key] = value
     return merged
+
+
+def _check_shadows(shadows: dict[str, Any], source: str) -> None:
+    """Refuse a `shadows` section that is incomplete or out of range, naming the setting."""
+    if set(shadows) != SHADOW_SETTINGS:
+        raise ValueError(
+            f"{source}: shadows needs exactly the settings {sorted(SHADOW_SETTINGS)}, "
+            f"got {sorted(shadows)}"
+        )
+    if not isinstance(shadows["enabled"], bool):
+        raise ValueError(f"{source}: shadows.enabled must be true or false")
+    soft = shadows["soft"]
+    if isinstance(soft, bool) or not isinstance(soft, int | float) or not 0 <= soft <= 1:
+        raise ValueError(f"{source}: shadows.soft must be a probability in [0, 1], got {soft}")
+    softness = shadows["softness"]
+    if (
+        not isinstance(softness, list | tuple)
+        or len(softness) != 2
+        or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in softness)
+        or not 0 < softness[0] <= softness[1] <= 0.05
+    ):
+        raise ValueError(
+            f"{source}: shadows.softness must be [min, max] metres with "
+            f"0 < min <= max <= 0.05, got {softness}"
+        )
+    size = shadows["map_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 64 <= size <= 4096:
+        raise ValueError(f"{source}: shadows.map_size must be an integer in [64, 4096], got {size}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ class SynthConfig:
     forearm: dict[str, Any]
     skin: dict[str, Any]
     objects: dict[str, Any]
+    shadows: dict[str, Any]
     background_light: float
     camera: dict[str, Any]
     validation: dict[str, int]
@@ -99,7 +129,7 @@ class SynthConfig:
             raise ValueError(f"{source}: view_cone must lie in (0, 180] degrees")
         v["skin_tones"] = tuple(tuple(t) for t in v["skin_tones"])
         v["validation"] = dict(v["validation"])
-        for key in ("view_prior", "forearm", "skin", "objects", "camera"):
+        for key in ("view_prior", "forearm", "skin", "objects", "shadows", "camera"):
             if not isinstance(v[key], dict):
                 raise ValueError(f"{source}: {key} must be a mapping of settings")
             v[key] = dict(v[key])
@@ -111,6 +141,7 @@ class SynthConfig:
                 f"{source}: view_prior needs egocentric and third_person probabilities "
                 f">= 0 with a sum <= 1, got {prior}"
             )
+        _check_shadows(v["shadows"], source)
         if not 0 <= v["background_light"] <= 1:
             raise ValueError(f"{source}: background_light must lie in [0, 1]")
         for key in ("distance", "fill"):
@@ -178,6 +209,8 @@ class Scene:
     object_roughness: float = 0.5
     object_seed: int = 0
     skin_seed: int = 0
+    # The key light's shadow: -1 none, 0 hard, > 0 soft with this penumbra radius (metres).
+    shadow_softness: float = -1.0
 
 
 VIEW_MODES = ("uniform", "egocentric", "third_person")
@@ -290,6 +323,15 @@ class SceneSampler:
             "skin_seed": int(rng.integers(2**62)),
         }
 
+    def _shadow(self, seed: int, split: str, index: int) -> float:
+        """The key light's shadow (Scene.shadow_softness), from a stream of its own."""
+        cfg = self.config.shadows
+        rng = np.random.default_rng([seed, SPLITS.index(split), index, 3])
+        soft, softness = rng.random() < cfg["soft"], rng.uniform(*cfg["softness"])
+        if not cfg["enabled"]:
+            return -1.0
+        return float(softness) if soft else 0.0
+
     def _view(
         self,
         rng: np.random.Generator,
@@ -357,6 +399,7 @@ class SceneSampler:
         root = axis_angle_matrix(pose[0].numpy())
         view_rng = np.random.default_rng([seed, SPLITS.index(split), index, 2])
         view_mode, viewpoint, roll = self._view(view_rng, split, root, props["forearm"])
+        shadow_softness = self._shadow(seed, split, index)
 
         with torch.no_grad():
             out = self.model(torch.from_numpy(shape)[None], pose[None])
@@ -392,5 +435,6 @@ class SceneSampler:
             cam,
             joints,
             view_mode=view_mode,
+            shadow_softness=shadow_softness,
             **props,
         )
