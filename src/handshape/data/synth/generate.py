@@ -46,7 +46,7 @@ from handshape.render.synthetic import (
     vertex_normals,
 )
 
-GENERATOR_VERSION = 2  # 2: forearm, skin, objects, view prior, id map
+GENERATOR_VERSION = 3  # 2: forearm, skin, objects, view prior, id map; 3: shadows
 DEPTH_UNIT = 1e-4  # metres per step of the stored uint16 depth (0.1 mm; up to 6.5 m)
 
 
