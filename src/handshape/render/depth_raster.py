@@ -121,7 +121,7 @@ def render_depth(
     height: int,
     width: int,
     near: float = 1e-3,
-    cull_back_faces: bool = False,
+    cull_back_faces: bool | None = None,
 ) -> DepthRender:
     """Render the depth and coverage of a batch of meshes (see the module docstring).
 
@@ -133,12 +133,17 @@ def render_depth(
             row [0, 0, 1]); cast to the vertices' dtype.
         height, width: image size in pixels.
         near: faces with a vertex at z <= near are not drawn.
-        cull_back_faces: leave faces that turn their back to the camera out of the z-buffer,
-            taking a face as front-facing when its corners run counter-clockwise seen from
-            outside the mesh (handshape's hand and MANO are wound so). Exact for a closed mesh
-            seen from outside (tested on the hand), where it drops about 60 % of the faces from
-            the z-buffer and saves a sixth to a quarter of the time at 32 x 32 (see
-            docs/benchmarks.md); contour edges still come from all faces.
+        cull_back_faces: leave faces that turn their back to the camera out of the z-buffer.
+            Exact for a closed mesh seen from outside (tested on the hand), where it drops
+            about 60 % of the faces from the z-buffer and saves about a quarter of the time at
+            32 x 32 (see docs/benchmarks.md); contour edges still come from all faces.
+            True: a face is front-facing when its corners run counter-clockwise seen from
+            outside the mesh (handshape's hand and MANO are wound so). None (the default):
+            cull where that is exact and safe, i.e. where every edge has two faces that run
+            along it in opposite directions (a closed, consistently wound mesh) and the mesh
+            lies wholly beyond `near`, taking each mesh's outside from the sign of the volume
+            it encloses (so a mirrored, inside-out wound copy is culled right too); meshes of
+            several parts wound against each other are not supported there. False: never.
 
     Returns:
         DepthRender(depth (B, H, W), coverage (B, H, W), covered (B, H, W) bool), differentiable
@@ -149,8 +154,12 @@ def render_depth(
     K = K.to(vertices.dtype)
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
+    if cull_back_faces is None:
+        cull: bool | None = None if _closed(topology) else False
+    else:
+        cull = bool(cull_back_faces)
     depth, coverage, covered = _Rasterise.apply(
-        vertices, K, topology, int(height), int(width), float(near), bool(cull_back_faces)
+        vertices, K, topology, int(height), int(width), float(near), cull
     )
     shape = (vertices.shape[0], height, width)
     return DepthRender(depth.view(shape), coverage.view(shape), covered.view(shape))
@@ -170,7 +179,7 @@ class DepthRenderer(torch.nn.Module):
         height: int,
         width: int,
         near: float = 1e-3,
-        cull_back_faces: bool = False,
+        cull_back_faces: bool | None = None,
     ) -> None:
         super().__init__()
         _check_size(height, width)
@@ -180,7 +189,7 @@ class DepthRenderer(torch.nn.Module):
         self.register_buffer("edge_faces", topology.edge_faces, persistent=False)
         self.register_buffer("edge_turn", topology.edge_turn, persistent=False)
         self.height, self.width, self.near = int(height), int(width), float(near)
-        self.cull_back_faces = bool(cull_back_faces)
+        self.cull_back_faces = None if cull_back_faces is None else bool(cull_back_faces)
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> DepthRender:
         """(B, N, 3) vertices, (B, 3, 3) or (3, 3) K -> DepthRender of (B, H, W) maps."""
@@ -188,6 +197,13 @@ class DepthRenderer(torch.nn.Module):
         return render_depth(
             vertices, topology, K, self.height, self.width, self.near, self.cull_back_faces
         )
+
+
+def _closed(topology: MeshTopology) -> bool:
+    """Every edge has two faces, running along it in opposite directions: a closed mesh wound
+    consistently, so that back faces are hidden from any viewpoint outside it."""
+    turn = topology.edge_turn
+    return bool(((topology.edge_faces[:, 1] >= 0) & (turn[:, 0] == -turn[:, 1])).all())
 
 
 # ----------------------------------------------------------------------------- checks
@@ -624,16 +640,14 @@ class _Rasterise(torch.autograd.Function):
         height: int,
         width: int,
         near: float,
-        cull_back_faces: bool,
+        cull_back_faces: bool | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = vertices.shape[0]
         if batch * topology.faces.shape[0] > _LOW32:
             raise ValueError("render_depth: batch x faces must stay below 2 ** 32")
         xy, z, inv_w = _project(vertices, K)
         frame = _FaceFrame.of(xy, z, topology.faces, near)
-        # Counter-clockwise seen from outside is clockwise on the image (y points down): a
-        # negative signed area.
-        drawn = frame.ok & (frame.area < 0) if cull_back_faces else frame.ok
+        drawn = _drawn(frame, z, near, batch, cull_back_faces)
         keys = _zbuffer(frame, drawn, batch, height, width)
         covered = keys != _NO_HIT
         grid = _Grid.of(height, width, xy.dtype, xy.device)
@@ -694,6 +708,30 @@ class _Rasterise(torch.autograd.Function):
             ctx.needs_input_grad[1],
         )
         return grad_v, grad_K, None, None, None, None, None
+
+
+def _drawn(
+    frame: _FaceFrame, z: torch.Tensor, near: float, batch: int, cull: bool | None
+) -> torch.Tensor:
+    """(B*F,) bool: the faces that enter the z-buffer. cull: False none culled, True those
+    wound clockwise seen from outside, None per mesh by its enclosed volume (a closed,
+    consistently wound mesh; see `render_depth`)."""
+    if cull is False:
+        return frame.ok
+    # Counter-clockwise seen from outside is clockwise on the image (y points down): a
+    # negative signed area.
+    if cull is True:
+        return frame.ok & (frame.area < 0)
+    # (x, y, z) -> (pixel x, pixel y, z) keeps orientations (its Jacobian determinant is
+    # fx fy / z^2 > 0), so by the divergence theorem the volume a closed mesh encloses there,
+    # sum_f (area_f / 2) (mean corner z), is positive when its faces are wound
+    # counter-clockwise seen from outside and negative when clockwise. Meshes reaching the near
+    # plane, or whose sum is not finite, are not culled.
+    area = frame.area.view(batch, -1)
+    volume = (area * (frame.z[0] + frame.z[1] + frame.z[2]).view(batch, -1)).sum(1)
+    whole = volume.isfinite() & (z > near).all(1)
+    outside = torch.where(whole, volume.sign(), 0).unsqueeze(1)  # +1, -1, or 0: draw all
+    return frame.ok & (area * outside <= 0).view(-1)
 
 
 def _project_grads(
