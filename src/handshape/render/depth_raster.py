@@ -55,6 +55,10 @@ import torch
 __all__ = ["DepthRender", "DepthRenderer", "MeshTopology", "mesh_topology", "render_depth"]
 
 _NO_HIT = torch.iinfo(torch.int64).max
+# Candidates of the z-buffer outside their face get this depth; keys from it and above are
+# misses. Finite in float32, so that it survives the cast to float32 bits.
+_FAR = 3e38
+_FAR_KEY = int(torch.tensor(_FAR, dtype=torch.float32).view(torch.int32)) << 32
 _LOW32 = 0xFFFFFFFF
 
 
@@ -272,13 +276,16 @@ def _check_inputs(
 class _FaceFrame(NamedTuple):
     """Per face of every mesh (flat index b * F + f): corner x, y, z (three (B*F,) tensors
     each), twice the signed screen area (B*F,) and whether the face can be drawn (in front of
-    the near plane, not degenerate)."""
+    the near plane, finite, not degenerate) as a bool (B*F,) tensor, or None where every
+    vertex is finite and beyond the near plane (the usual case), when a face can be drawn
+    exactly when its area is not 0: then masks are built from sign(area) in float arithmetic,
+    many times cheaper on a CPU than comparisons and torch.where."""
 
     x: list[torch.Tensor]
     y: list[torch.Tensor]
     z: list[torch.Tensor]
     area: torch.Tensor
-    ok: torch.Tensor
+    ok: torch.Tensor | None
 
     @staticmethod
     def of(xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, near: float) -> _FaceFrame:
@@ -290,6 +297,10 @@ class _FaceFrame(NamedTuple):
             for plane in (xy[0], xy[1], z)
         )
         area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+        # A sum overflows to inf, or turns NaN, where any term does (a huge finite sum only
+        # sends the call down the general path, which is exact too).
+        if bool((xy.sum() + z.sum()).isfinite()) and bool(z.min() > near):
+            return _FaceFrame(x, y, zc, area, None)
         nearest = torch.minimum(torch.minimum(zc[0], zc[1]), zc[2])
         ok = (nearest > near) & (area != 0) & area.isfinite()
         return _FaceFrame(x, y, zc, area, ok)
@@ -317,7 +328,8 @@ def _enumerate_boxes(
     """Every pixel centre of the image inside each of M screen boxes [min, max] ((M,) floats
     of a `_box_dtype`).
 
-    Boxes where `ok` is false are skipped. `base`: the flat index of the first pixel of each
+    Boxes where `ok` is 0 or False are skipped (float: 0 or 1; bool where the boxes may be
+    NaN). `base`: the flat index of the first pixel of each
     box's image (b * H * W), in the boxes' dtype and broadcastable to them viewed as
     (len(base), -1) (the faces of a batch: (B, 1)).
     """
@@ -325,8 +337,10 @@ def _enumerate_boxes(
     lo_y, hi_y = min_y.ceil().clamp_min_(0), max_y.floor().clamp_max_(height - 1)
     nx = (hi_x - lo_x + 1).clamp_min_(0)
     count = (hi_y - lo_y + 1).clamp_min_(0).mul_(nx)
-    if ok is not None:
-        count = torch.where(ok, count, 0)  # where, not a product: NaN boxes must count 0
+    if ok is not None and ok.is_floating_point():
+        count = count.mul_(ok)
+    elif ok is not None:
+        count = torch.where(ok, count, 0)  # NaN boxes must count 0, and NaN * 0 is NaN
     count = count.long()
     # The box of each output without nonzero or repeat_interleave (several times slower here):
     # box i's outputs end at ends[i], so the box of output t is the number of ends <= t.
@@ -374,8 +388,8 @@ def _lerp_weights(
 def _zbuffer(
     frame: _FaceFrame, drawn: torch.Tensor, batch: int, height: int, width: int
 ) -> torch.Tensor:
-    """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | b * F + f, or
-    _NO_HIT."""
+    """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | b * F + f; a key
+    of _FAR_KEY or more is a miss."""
     x, y = frame.x, frame.y
     n_pixels = batch * height * width
     dtype = _box_dtype(x[0].dtype, n_pixels)
@@ -399,16 +413,17 @@ def _zbuffer(
         [c.index_select(0, owner) for c in x], [c.index_select(0, owner) for c in y], px, py
     )
     # Inside (edges included) when every weight has the sign of the area (their sum): either
-    # winding. A mask, not a compaction: most candidates are inside, and nonzero costs more
-    # than the arithmetic it would save.
+    # winding; i.e. when min(w) * max(w) >= 0. Outside candidates are not dropped (nonzero
+    # costs more than the arithmetic it would save) but sent to depth _FAR.
     low = torch.minimum(torch.minimum(w[0], w[1]), w[2])
     high = torch.maximum(torch.maximum(w[0], w[1]), w[2])
-    inside = (low >= 0) | (high <= 0)
+    outside = low.mul_(high).clamp_max_(0).sign_().mul_(-_FAR)  # _FAR outside, 0 inside
     inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
-    depth = (w[0] + w[1] + w[2]) / inv_z  # perspective-correct: 1 / z = sum_k (w_k / area) / z_k
+    # Perspective-correct: 1 / z = sum_k (w_k / area) / z_k. Positive inside (drawn faces are
+    # finite and beyond the near plane); outside, anything from -inf to inf, but never NaN.
+    depth = torch.maximum((w[0] + w[1] + w[2]) / inv_z, outside)
     bits = depth.float().view(torch.int32).long()  # positive floats order like their bits
-    key = torch.where(inside, (bits << 32) | owner, _NO_HIT)
-    return keys.scatter_reduce_(0, boxes.pixel, key, "amin")
+    return keys.scatter_reduce_(0, boxes.pixel, (bits << 32) | owner, "amin")
 
 
 class _Grid(NamedTuple):
@@ -443,7 +458,7 @@ def _face_hits(
     """Depth of the winning face at every covered pixel, from the z-buffer's keys."""
     batch, n = z.shape
     n_pixels = grid.px.numel()
-    hit = torch.nonzero((keys != _NO_HIT).view(batch, n_pixels))  # (M, 2): image, position
+    hit = torch.nonzero((keys < _FAR_KEY).view(batch, n_pixels))  # (M, 2): image, position
     b, position = hit[:, 0], hit[:, 1]
     pixel = b * n_pixels + position
     face = (keys.index_select(0, pixel) & _LOW32) - b * faces.shape[0]
@@ -470,12 +485,18 @@ def _contour_edges(
     surface folds over there), or when it has one face only. `side` is the sign of the faces'
     side (of cross(edge, point - edge start)); the band is drawn on the other one.
     """
-    batch = frame.ok.numel() // topology.faces.shape[0]
-    winding = torch.where(frame.ok, torch.sign(frame.area), 0).view(batch, -1)
+    batch = frame.area.numel() // topology.faces.shape[0]
+    winding = torch.sign(frame.area)
+    if frame.ok is not None:
+        winding = torch.where(frame.ok, winding, 0)
+    winding = winding.view(batch, -1)
     faces, turn = topology.edge_faces, topology.edge_turn.to(winding.dtype)
     s0 = winding.index_select(1, faces[:, 0]) * turn[:, 0]
     s1 = winding.index_select(1, faces[:, 1].clamp_min(0)) * turn[:, 1]  # 0 without a face
-    contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
+    if bool((faces[:, 1] >= 0).all()):
+        contour = s0 * s1 > 0
+    else:
+        contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
     found = torch.nonzero(contour)  # (C, 2): image, edge; no division of a flat index
     b, e = found[:, 0], found[:, 1]
     return b, e, s0.reshape(-1).index_select(0, b * topology.edges.shape[0] + e)
@@ -549,9 +570,10 @@ def _band_hits(
     zc = flat_z.index_select(0, second.index_select(0, owner))
     z_edge = 1.0 / ((1 - edge.t) / za + edge.t / zc)
     visible = ~covered_flat.index_select(0, pixel) | (z_edge < depth_flat.index_select(0, pixel))
+    keep = (edge.alpha > 0).logical_and_(visible).to(edge.alpha.dtype)
+    alpha = edge.alpha * keep + (keep - 1)  # -1 where not kept: a negative key
     candidate = torch.arange(pixel.numel(), device=pixel.device)
-    key = (edge.alpha.float().view(torch.int32).long() << 32) | candidate
-    key = torch.where((edge.alpha > 0) & visible, key, -1)
+    key = (alpha.float().view(torch.int32).long() << 32) | candidate
     best = torch.full_like(covered_flat, -1, dtype=torch.int64)
     best = best.scatter_reduce_(0, pixel, key, "amax")
     band_pixel = torch.nonzero(best >= 0).squeeze(1)
@@ -649,7 +671,7 @@ class _Rasterise(torch.autograd.Function):
         frame = _FaceFrame.of(xy, z, topology.faces, near)
         drawn = _drawn(frame, z, near, batch, cull_back_faces)
         keys = _zbuffer(frame, drawn, batch, height, width)
-        covered = keys != _NO_HIT
+        covered = keys < _FAR_KEY
         grid = _Grid.of(height, width, xy.dtype, xy.device)
         hits = _face_hits(xy, z, topology.faces, keys, grid)
         depth = xy.new_zeros(covered.numel()).index_copy_(0, hits.pixel, hits.depth)
@@ -713,25 +735,38 @@ class _Rasterise(torch.autograd.Function):
 def _drawn(
     frame: _FaceFrame, z: torch.Tensor, near: float, batch: int, cull: bool | None
 ) -> torch.Tensor:
-    """(B*F,) bool: the faces that enter the z-buffer. cull: False none culled, True those
-    wound clockwise seen from outside, None per mesh by its enclosed volume (a closed,
-    consistently wound mesh; see `render_depth`)."""
-    if cull is False:
-        return frame.ok
+    """(B*F,) the faces that enter the z-buffer: float 0 / 1, or bool where the frame has an
+    `ok` mask. cull: False none culled, True those wound clockwise seen from outside, None per
+    mesh by its enclosed volume (a closed, consistently wound mesh; see `render_depth`)."""
     # Counter-clockwise seen from outside is clockwise on the image (y points down): a
-    # negative signed area.
-    if cull is True:
-        return frame.ok & (frame.area < 0)
-    # (x, y, z) -> (pixel x, pixel y, z) keeps orientations (its Jacobian determinant is
-    # fx fy / z^2 > 0), so by the divergence theorem the volume a closed mesh encloses there,
-    # sum_f (area_f / 2) (mean corner z), is positive when its faces are wound
-    # counter-clockwise seen from outside and negative when clockwise. Meshes reaching the near
-    # plane, or whose sum is not finite, are not culled.
+    # negative signed area. outside: per mesh, the sign of the area of a face seen from
+    # outside (its back), 0 to cull none.
+    if cull is None:
+        # (x, y, z) -> (pixel x, pixel y, z) keeps orientations (its Jacobian determinant is
+        # fx fy / z^2 > 0), so by the divergence theorem the volume a closed mesh encloses
+        # there, sum_f (area_f / 2) (mean corner z), is positive when its faces are wound
+        # counter-clockwise seen from outside and negative when clockwise. Meshes reaching the
+        # near plane, or whose sum is not finite, are not culled.
+        volume = frame.area * (frame.z[0] + frame.z[1] + frame.z[2])
+        volume = volume.view(batch, -1).sum(1)
+        outside = volume.sign()
+        if frame.ok is not None:
+            whole = volume.isfinite() & (z > near).all(1)
+            outside = torch.where(whole, outside, 0)
+        outside = outside.unsqueeze(1)
+    else:
+        outside = frame.area.new_full((1, 1), 1.0 if cull else 0.0)
     area = frame.area.view(batch, -1)
-    volume = (area * (frame.z[0] + frame.z[1] + frame.z[2]).view(batch, -1)).sum(1)
-    whole = volume.isfinite() & (z > near).all(1)
-    outside = torch.where(whole, volume.sign(), 0).unsqueeze(1)  # +1, -1, or 0: draw all
-    return frame.ok & (area * outside <= 0).view(-1)
+    if frame.ok is not None:
+        culled = (area * outside > 0) & (outside != 0)
+        return frame.ok & ~culled.view(-1)
+    # Float arithmetic on sign(area) (0 for a degenerate face): front faces -> 1, back faces
+    # -> 0 where culled, 1 where not.
+    side = area.sign()
+    drawn = (side * outside).neg_().clamp_min_(0)  # front faces of culled meshes
+    if bool((outside == 0).any()):
+        drawn = drawn + side.abs() * (1 - outside.abs())  # every face of the others
+    return drawn.view(-1)
 
 
 def _project_grads(
