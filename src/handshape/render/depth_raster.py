@@ -158,12 +158,13 @@ def render_depth(
     K = K.to(vertices.dtype)
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
+    closed = _closed(topology)
     if cull_back_faces is None:
-        cull: bool | None = None if _closed(topology) else False
+        cull: bool | None = None if closed else False
     else:
         cull = bool(cull_back_faces)
     depth, coverage, covered = _Rasterise.apply(
-        vertices, K, topology, int(height), int(width), float(near), cull
+        vertices, K, topology, closed, int(height), int(width), float(near), cull
     )
     shape = (vertices.shape[0], height, width)
     return DepthRender(depth.view(shape), coverage.view(shape), covered.view(shape))
@@ -477,13 +478,14 @@ def _face_hits(
 
 
 def _contour_edges(
-    frame: _FaceFrame, topology: MeshTopology
+    frame: _FaceFrame, topology: MeshTopology, closed: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Contour edges of every mesh: (image b (C,), edge e (C,), inner side (C,) +-1).
 
     An edge is a contour in the image when its two faces lie on the same side of it (the
     surface folds over there), or when it has one face only. `side` is the sign of the faces'
-    side (of cross(edge, point - edge start)); the band is drawn on the other one.
+    side (of cross(edge, point - edge start)); the band is drawn on the other one. closed:
+    the topology is closed and consistently wound (`_closed`).
     """
     batch = frame.area.numel() // topology.faces.shape[0]
     winding = torch.sign(frame.area)
@@ -491,12 +493,17 @@ def _contour_edges(
         winding = torch.where(frame.ok, winding, 0)
     winding = winding.view(batch, -1)
     faces, turn = topology.edge_faces, topology.edge_turn.to(winding.dtype)
+    if closed:
+        # The two faces run along the edge in opposite directions, so they lie on the same
+        # side of it exactly when their windings on the image differ.
+        w0 = winding.index_select(1, faces[:, 0])
+        found = torch.nonzero(w0 * winding.index_select(1, faces[:, 1]) < 0)
+        b, e = found[:, 0], found[:, 1]
+        side = w0.reshape(-1).index_select(0, b * topology.edges.shape[0] + e)
+        return b, e, side * turn[:, 0].index_select(0, e)
     s0 = winding.index_select(1, faces[:, 0]) * turn[:, 0]
     s1 = winding.index_select(1, faces[:, 1].clamp_min(0)) * turn[:, 1]  # 0 without a face
-    if bool((faces[:, 1] >= 0).all()):
-        contour = s0 * s1 > 0
-    else:
-        contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
+    contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
     found = torch.nonzero(contour)  # (C, 2): image, edge; no division of a flat index
     b, e = found[:, 0], found[:, 1]
     return b, e, s0.reshape(-1).index_select(0, b * topology.edges.shape[0] + e)
@@ -527,13 +534,14 @@ def _band_hits(
     z: torch.Tensor,
     frame: _FaceFrame,
     topology: MeshTopology,
+    closed: bool,
     depth_flat: torch.Tensor,
     covered_flat: torch.Tensor,
     height: int,
     width: int,
 ) -> _BandHits | None:
     """Per pixel the visible outer band with the largest alpha (see `_edge_alpha_depth`)."""
-    b, e, side = _contour_edges(frame, topology)
+    b, e, side = _contour_edges(frame, topology, closed)
     if b.numel() == 0:
         return None
     n = xy.shape[2]
@@ -659,6 +667,7 @@ class _Rasterise(torch.autograd.Function):
         vertices: torch.Tensor,
         K: torch.Tensor,
         topology: MeshTopology,
+        closed: bool,
         height: int,
         width: int,
         near: float,
@@ -676,7 +685,7 @@ class _Rasterise(torch.autograd.Function):
         hits = _face_hits(xy, z, topology.faces, keys, grid)
         depth = xy.new_zeros(covered.numel()).index_copy_(0, hits.pixel, hits.depth)
         coverage = covered.to(xy.dtype)
-        band = _band_hits(xy, z, frame, topology, depth, covered, height, width)
+        band = _band_hits(xy, z, frame, topology, closed, depth, covered, height, width)
         if band is not None:
             under = covered.index_select(0, band.pixel)
             behind = depth.index_select(0, band.pixel)
@@ -729,7 +738,7 @@ class _Rasterise(torch.autograd.Function):
             grad_z.view(batch, n),
             ctx.needs_input_grad[1],
         )
-        return grad_v, grad_K, None, None, None, None, None
+        return grad_v, grad_K, None, None, None, None, None, None
 
 
 def _drawn(
