@@ -321,27 +321,20 @@ def _enumerate_boxes(
     max_x: torch.Tensor,
     min_y: torch.Tensor,
     max_y: torch.Tensor,
-    ok: torch.Tensor | None,
     base: torch.Tensor,
     height: int,
     width: int,
+    drawn: torch.Tensor | None = None,
 ) -> _Boxes:
-    """Every pixel centre of the image inside each of M screen boxes [min, max] ((M,) floats
-    of a `_box_dtype`).
-
-    Boxes where `ok` is 0 or False are skipped (float: 0 or 1; bool where the boxes may be
-    NaN). `base`: the flat index of the first pixel of each
-    box's image (b * H * W), in the boxes' dtype and broadcastable to them viewed as
-    (len(base), -1) (the faces of a batch: (B, 1)).
-    """
+    """Every pixel centre of the image inside each of M screen boxes [min, max] ((M,) finite
+    floats of a `_box_dtype`). `base` (M,): the flat index of the first pixel of each box's
+    image (b * H * W), in the same dtype. drawn: (M,) 0 / 1 in that dtype, 0 to skip a box."""
     lo_x, hi_x = min_x.ceil().clamp_min_(0), max_x.floor().clamp_max_(width - 1)
     lo_y, hi_y = min_y.ceil().clamp_min_(0), max_y.floor().clamp_max_(height - 1)
     nx = (hi_x - lo_x + 1).clamp_min_(0)
     count = (hi_y - lo_y + 1).clamp_min_(0).mul_(nx)
-    if ok is not None and ok.is_floating_point():
-        count = count.mul_(ok)
-    elif ok is not None:
-        count = torch.where(ok, count, 0)  # NaN boxes must count 0, and NaN * 0 is NaN
+    if drawn is not None:
+        count = count.mul_(drawn)
     count = count.long()
     # The box of each output without nonzero or repeat_interleave (several times slower here):
     # box i's outputs end at ends[i], so the box of output t is the number of ends <= t.
@@ -355,8 +348,7 @@ def _enumerate_boxes(
     row_len = nx.index_select(0, owner)
     row = ((offset + 0.5) / row_len).floor_()
     col = offset - row * row_len
-    first = (lo_y * width + lo_x).view(base.shape[0], count.numel() // base.shape[0])
-    first = first.add_(base).view(-1)
+    first = (lo_y * width + lo_x).add_(base)
     return _Boxes(
         owner,
         lo_x.index_select(0, owner) + col,
@@ -391,27 +383,43 @@ def _zbuffer(
 ) -> torch.Tensor:
     """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | b * F + f; a key
     of _FAR_KEY or more is a miss."""
-    x, y = frame.x, frame.y
     n_pixels = batch * height * width
-    dtype = _box_dtype(x[0].dtype, n_pixels)
+    keys = torch.full((n_pixels,), _NO_HIT, dtype=torch.int64, device=drawn.device)
+    dtype = _box_dtype(frame.area.dtype, n_pixels)
     base = torch.arange(0, n_pixels, height * width, dtype=dtype, device=drawn.device)
+    base = base.unsqueeze(1).expand(batch, drawn.numel() // batch).reshape(-1)
+    x, y, mask = frame.x, frame.y, None
+    # Where culling leaves few faces (about 40 % of a closed mesh's), the drawn ones first:
+    # the box arithmetic below makes many passes over its arrays. Otherwise all, masked.
+    face = None
+    if not drawn.is_floating_point():
+        face = torch.nonzero(drawn).squeeze(1)  # the general path: boxes may be NaN
+    elif float(drawn.sum()) < 0.75 * drawn.numel():
+        face = _compact(drawn)
+    else:
+        mask = drawn.to(dtype)
+    if face is not None:
+        x, y = [c.index_select(0, face) for c in x], [c.index_select(0, face) for c in y]
+        base = base.index_select(0, face)
     boxes = _enumerate_boxes(
         torch.minimum(torch.minimum(x[0], x[1]), x[2]).to(dtype),
         torch.maximum(torch.maximum(x[0], x[1]), x[2]).to(dtype),
         torch.minimum(torch.minimum(y[0], y[1]), y[2]).to(dtype),
         torch.maximum(torch.maximum(y[0], y[1]), y[2]).to(dtype),
-        drawn,
-        base.unsqueeze(1),
+        base,
         height,
         width,
+        mask,
     )
-    keys = torch.full((batch * height * width,), _NO_HIT, dtype=torch.int64, device=x[0].device)
-    owner = boxes.owner
-    if owner.numel() == 0:
+    if boxes.owner.numel() == 0:
         return keys
+    owner = boxes.owner if face is None else face.index_select(0, boxes.owner)
     px, py = boxes.px.to(x[0].dtype), boxes.py.to(x[0].dtype)
     w, _, _ = _lerp_weights(
-        [c.index_select(0, owner) for c in x], [c.index_select(0, owner) for c in y], px, py
+        [c.index_select(0, boxes.owner) for c in x],
+        [c.index_select(0, boxes.owner) for c in y],
+        px,
+        py,
     )
     # Inside (edges included) when every weight has the sign of the area (their sum): either
     # winding; i.e. when min(w) * max(w) >= 0. Outside candidates are not dropped (nonzero
@@ -427,6 +435,14 @@ def _zbuffer(
     return keys.scatter_reduce_(0, boxes.pixel, (bits << 32) | owner, "amin")
 
 
+def _compact(mask: torch.Tensor) -> torch.Tensor:
+    """Indices (D,) of the ones of a float 0 / 1 mask (M,), ascending: nonzero's result, by the
+    counting of `_enumerate_boxes` (about twice as fast on a CPU for dense masks)."""
+    ends = torch.cumsum(mask.long(), 0)
+    total = int(ends[-1]) if ends.numel() else 0
+    return torch.cumsum(torch.bincount(ends, minlength=total + 1)[:total], 0)
+
+
 class _Grid(NamedTuple):
     """Pixel-centre coordinates of one image by position (H * W,) in row-major order."""
 
@@ -435,9 +451,9 @@ class _Grid(NamedTuple):
 
     @staticmethod
     def of(height: int, width: int, dtype: torch.dtype, device: torch.device) -> _Grid:
-        px = torch.arange(width, dtype=dtype, device=device).repeat(height)
-        py = torch.arange(height, dtype=dtype, device=device).repeat_interleave(width)
-        return _Grid(px, py)
+        position = torch.arange(height * width, dtype=torch.float64, device=device)
+        py = ((position + 0.5) / width).floor_()
+        return _Grid((position - py * width).to(dtype), py.to(dtype))
 
 
 class _FaceHits(NamedTuple):
@@ -561,8 +577,7 @@ def _band_hits(
         (torch.maximum(ax, cx) + nx.clamp_min(0)).to(dtype),
         (torch.minimum(ay, cy) + ny.clamp_max(0)).to(dtype),
         (torch.maximum(ay, cy) + ny.clamp_min(0)).to(dtype),
-        None,
-        (b * (height * width)).to(dtype).unsqueeze(0),
+        (b * (height * width)).to(dtype),
         height,
         width,
     )
