@@ -300,7 +300,8 @@ class _FaceFrame(NamedTuple):
         area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
         # A sum overflows to inf, or turns NaN, where any term does (a huge finite sum only
         # sends the call down the general path, which is exact too).
-        if bool((xy.sum() + z.sum()).isfinite()) and bool(z.min() > near):
+        nearest, farthest = torch.aminmax(z)
+        if bool(nearest > near) and bool((xy.sum() + farthest).isfinite()):
             return _FaceFrame(x, y, zc, area, None)
         nearest = torch.minimum(torch.minimum(zc[0], zc[1]), zc[2])
         ok = (nearest > near) & (area != 0) & area.isfinite()
@@ -593,7 +594,7 @@ def _band_hits(
     zc = flat_z.index_select(0, second.index_select(0, owner))
     z_edge = 1.0 / ((1 - edge.t) / za + edge.t / zc)
     visible = ~covered_flat.index_select(0, pixel) | (z_edge < depth_flat.index_select(0, pixel))
-    keep = (edge.alpha > 0).logical_and_(visible).to(edge.alpha.dtype)
+    keep = edge.in_band.logical_and_(visible).to(edge.alpha.dtype)
     alpha = edge.alpha * keep + (keep - 1)  # -1 where not kept: a negative key
     candidate = torch.arange(pixel.numel(), device=pixel.device)
     key = (alpha.float().view(torch.int32).long() << 32) | candidate
@@ -631,6 +632,7 @@ class _EdgeAt(NamedTuple):
     t: torch.Tensor
     cross: torch.Tensor
     alpha: torch.Tensor
+    in_band: torch.Tensor  # bool
 
     @staticmethod
     def of(
@@ -644,15 +646,14 @@ class _EdgeAt(NamedTuple):
         side: torch.Tensor,
     ) -> _EdgeAt:
         """alpha = 1 - (distance of the pixel centre from the edge's line on its outer side,
-        pixels), 0 beside the segment's ends (projection parameter t outside [0, 1]) or a pixel
-        or more away, and -1 on the inner side."""
+        pixels); in_band: the distance is in (0, 1) and the centre projects onto the segment
+        (parameter t in [0, 1]). Only where in_band is alpha the band's weight."""
         dx, dy = px - ax, py - ay
         t = (dx * ex + dy * ey) * (inv_length * inv_length)
         cross = ex * dy - ey * dx
         outward = -side * cross * inv_length
-        alpha = torch.where(outward > 0, (1 - outward).clamp_min(0), -1.0)
-        alpha = torch.where((t >= 0) & (t <= 1), alpha, 0.0)
-        return _EdgeAt(dx, dy, ex, ey, inv_length, t, cross, alpha)
+        in_band = (outward > 0) & (outward < 1) & (t >= 0) & (t <= 1)
+        return _EdgeAt(dx, dy, ex, ey, inv_length, t, cross, 1 - outward, in_band)
 
 
 def _project(
