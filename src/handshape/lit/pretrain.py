@@ -169,18 +169,20 @@ def prepare_batch(
 def overlay_row(
     gt: dict[str, torch.Tensor],
     vertices: torch.Tensor | None,
-    joints: torch.Tensor,
+    joints: torch.Tensor | None,
     faces: np.ndarray,
     count: int,
 ) -> np.ndarray:
     """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
     given camera-frame vertices (B, N, 3; None: a pose-only network, skeleton only) and joints
-    (B, 21, 3) drawn on them."""
+    (B, 21, 3; None: the mesh only) drawn on them."""
     images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
     K = gt["K"][:count]
     # .float() after projecting too: under bf16 autocast the projection comes back in bf16,
     # which numpy cannot hold.
-    j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
+    j_px: Any = [None] * len(images)
+    if joints is not None:
+        j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
     v_px: Any = [None] * len(images)
     if vertices is not None:
         v_px = project(vertices[:count].float(), K).detach().float().cpu().numpy()
@@ -383,8 +385,9 @@ class PretrainModule(pl.LightningModule):
         if "vertices" in pred and has_mesh.any():
             self.log(
                 "val/mesh_error",
-                mean_vertex_error(pick(pred["vertices"], has_mesh), pick(gt["vertices"], has_mesh))
-                .mean(),
+                mean_vertex_error(
+                    pick(pred["vertices"], has_mesh), pick(gt["vertices"], has_mesh)
+                ).mean(),
                 batch_size=int(has_mesh.sum()),
                 sync_dist=True,
                 prog_bar=True,
