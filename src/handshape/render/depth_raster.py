@@ -8,13 +8,18 @@ How it draws (vectorised over the batch; no per-mesh or per-pixel Python loop):
 1. Project the vertices. Every face enumerates the pixel centres inside its screen bounding box
    (at the paper's 32 x 32 a hand's faces are about a pixel wide, so a face has 0-2 candidates).
 2. Screen-space barycentrics l_i decide which centres a face covers (edges inclusive, so a
-   centre on a shared edge is claimed by both faces and the z-buffer picks one; both windings:
-   no back-face culling); the depth there is perspective-correct, z = 1 / sum_i(l_i / z_i).
+   centre on a shared edge is claimed by both faces and the z-buffer picks one; either
+   winding); the depth there is perspective-correct, z = 1 / sum_i(l_i / z_i).
 3. A z-buffer keeps the nearest face per pixel: one `scatter_reduce(amin)` over int64 keys
    (the float32 bit pattern of the depth, which orders like the depth for positive numbers,
    shifted up, with the face index in the low bits), so the winner's identity comes for free.
-4. Only the winners are evaluated again with autograd on, so the backward pass costs as much as
-   one gather per covered pixel, not per candidate.
+4. The whole of it is one autograd node with a hand-written backward pass (`_Rasterise`): the
+   forward pass keeps what the winners' derivatives need, so the backward pass costs a few
+   vector operations per covered pixel and band pixel, not per candidate, and no autograd
+   graph of small ops is built.
+Back faces are culled by default where that cannot change the image: a closed, consistently
+wound mesh wholly beyond the near plane (a hand); each mesh's outside is found from the sign
+of the volume it encloses, so a mirrored copy is handled too.
 
 Gradients at silhouettes: an anti-aliased edge, as DEODR (de La Gorce et al., TPAMI 2011) does.
 A hard z-buffer has no gradient with respect to where an edge lies: a pixel is covered or not.
@@ -43,7 +48,8 @@ Outputs (`DepthRender`):
 - covered (B, H, W) bool: the hard mask, a face contains the pixel centre (no gradient).
 
 Faces with a vertex at z <= `near` are not drawn (no clipping): meshes must lie in front of
-the camera. Works on CPU and CUDA, float32 and float64 (the dtype of the vertices).
+the camera. Works on CPU and CUDA, float32 and float64 (the dtype of the vertices). First
+derivatives only: the hand-written backward pass is not itself differentiable.
 """
 
 from __future__ import annotations
