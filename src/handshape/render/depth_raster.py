@@ -734,6 +734,7 @@ class _Rasterise(torch.autograd.Function):
         hits, band = ctx.hits, ctx.band
         batch, n = vertices.shape[:2]
         grad_x, grad_y, grad_z = (grad_depth.new_zeros(batch * n) for _ in range(3))
+        parts = _Grads([], [], [], [])
         grad_face = grad_depth
         if band is not None:
             under = ctx.under
@@ -747,9 +748,13 @@ class _Rasterise(torch.autograd.Function):
             grad_face = grad_depth.index_copy(
                 0, band.pixel, torch.where(under, g * (1 - band.alpha), g)
             )
-            _band_grads(band, g_alpha, g_edge, grad_x, grad_y, grad_z)
+            _band_grads(band, g_alpha, g_edge, parts)
         if hits.pixel.numel():
-            _face_grads(hits, grad_face.index_select(0, hits.pixel), grad_x, grad_y, grad_z)
+            _face_grads(hits, grad_face.index_select(0, hits.pixel), parts)
+        if parts.vertex:
+            vertex = torch.cat(parts.vertex)
+            for grad, part in ((grad_x, parts.x), (grad_y, parts.y), (grad_z, parts.z)):
+                grad.index_add_(0, vertex, torch.cat(part))
         grad_v, grad_K = _project_grads(
             vertices,
             K,
@@ -825,14 +830,18 @@ def _project_grads(
     return grad_v, grad_K
 
 
-def _face_grads(
-    hits: _FaceHits,
-    grad: torch.Tensor,
-    grad_x: torch.Tensor,
-    grad_y: torch.Tensor,
-    grad_z: torch.Tensor,
-) -> None:
-    """Adds d(loss)/d(corner x, y, z) of the winners' depth D = A / S to the flat grads.
+class _Grads(NamedTuple):
+    """Contributions to the flat vertex gradients: vertex index and d(loss)/d(x, y, z), lists
+    of (M,) tensors, summed into the gradients by one index_add per coordinate."""
+
+    vertex: list[torch.Tensor]
+    x: list[torch.Tensor]
+    y: list[torch.Tensor]
+    z: list[torch.Tensor]
+
+
+def _face_grads(hits: _FaceHits, grad: torch.Tensor, out: _Grads) -> None:
+    """Appends d(loss)/d(corner x, y, z) of the winners' depth D = A / S to `out`.
 
     A = w_0 + w_1 + w_2 (twice the area, from w_k = dx_{k+1} dy_{k+2} - dx_{k+2} dy_{k+1},
     d = corner - pixel centre), S = sum_k w_k / z_k. Then dD/dw_k = (D / A)(1 - D / z_k),
@@ -844,21 +853,14 @@ def _face_grads(
     g = [q * (1 - hits.depth * hits.inv_z[k]) for k in range(3)]
     for j in range(3):
         before, after = (j + 2) % 3, (j + 1) % 3
-        corner = hits.corner[j]
-        grad_x.index_add_(0, corner, g[before] * hits.dy[after] - g[after] * hits.dy[before])
-        grad_y.index_add_(0, corner, g[after] * hits.dx[before] - g[before] * hits.dx[after])
-        grad_z.index_add_(0, corner, q * hits.depth * hits.w[j] * hits.inv_z[j] ** 2)
+        out.vertex.append(hits.corner[j])
+        out.x.append(g[before] * hits.dy[after] - g[after] * hits.dy[before])
+        out.y.append(g[after] * hits.dx[before] - g[before] * hits.dx[after])
+        out.z.append(q * hits.depth * hits.w[j] * hits.inv_z[j] ** 2)
 
 
-def _band_grads(
-    band: _BandHits,
-    g_alpha: torch.Tensor,
-    g_edge: torch.Tensor,
-    grad_x: torch.Tensor,
-    grad_y: torch.Tensor,
-    grad_z: torch.Tensor,
-) -> None:
-    """Adds d(loss)/d(end x, y, z) of the band's alpha and edge depth to the flat grads.
+def _band_grads(band: _BandHits, g_alpha: torch.Tensor, g_edge: torch.Tensor, out: _Grads) -> None:
+    """Appends d(loss)/d(end x, y, z) of the band's alpha and edge depth to `out`.
 
     With e = C - A, d = P - A, L = |e|, u = cross(e, d) / L: alpha = 1 + side * u (in the band),
     t = (d . e) / L^2, z_edge = 1 / ((1 - t) / z_A + t / z_C). Derivatives by C:
@@ -878,8 +880,8 @@ def _band_grads(
     )
     gax = g_u * band.ey * inv_l - g_t * band.ex * inv_l2 - gcx
     gay = -g_u * band.ex * inv_l - g_t * band.ey * inv_l2 - gcy
-    grad_x.index_add_(0, band.first, gax).index_add_(0, band.second, gcx)
-    grad_y.index_add_(0, band.first, gay).index_add_(0, band.second, gcy)
     g_z = g_edge * ze2
-    grad_z.index_add_(0, band.first, g_z * (1 - band.t) * band.inv_za**2)
-    grad_z.index_add_(0, band.second, g_z * band.t * band.inv_zc**2)
+    out.vertex.extend((band.first, band.second))
+    out.x.extend((gax, gcx))
+    out.y.extend((gay, gcy))
+    out.z.extend((g_z * (1 - band.t) * band.inv_za**2, g_z * band.t * band.inv_zc**2))
