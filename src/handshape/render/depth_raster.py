@@ -160,11 +160,24 @@ def render_depth(
         with respect to `vertices` (and K) through depth and coverage.
     """
     topology = faces if isinstance(faces, MeshTopology) else mesh_topology(faces)
+    return _render(vertices, topology, _closed(topology), K, height, width, near, cull_back_faces)
+
+
+def _render(
+    vertices: torch.Tensor,
+    topology: MeshTopology,
+    closed: bool,
+    K: torch.Tensor,
+    height: int,
+    width: int,
+    near: float,
+    cull_back_faces: bool | None,
+) -> DepthRender:
+    """`render_depth` with `_closed(topology)` given (`DepthRenderer` finds it once)."""
     _check_inputs(vertices, topology.faces, K, height, width)
     K = K.to(vertices.dtype)
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
-    closed = _closed(topology)
     if cull_back_faces is None:
         cull: bool | None = None if closed else False
     else:
@@ -201,12 +214,20 @@ class DepthRenderer(torch.nn.Module):
         self.register_buffer("edge_turn", topology.edge_turn, persistent=False)
         self.height, self.width, self.near = int(height), int(width), float(near)
         self.cull_back_faces = None if cull_back_faces is None else bool(cull_back_faces)
+        self.closed = _closed(topology)
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> DepthRender:
         """(B, N, 3) vertices, (B, 3, 3) or (3, 3) K -> DepthRender of (B, H, W) maps."""
         topology = MeshTopology(self.faces, self.edges, self.edge_faces, self.edge_turn)
-        return render_depth(
-            vertices, topology, K, self.height, self.width, self.near, self.cull_back_faces
+        return _render(
+            vertices,
+            topology,
+            self.closed,
+            K,
+            self.height,
+            self.width,
+            self.near,
+            self.cull_back_faces,
         )
 
 
@@ -450,19 +471,6 @@ def _compact(mask: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(torch.bincount(ends, minlength=total + 1)[:total], 0)
 
 
-class _Grid(NamedTuple):
-    """Pixel-centre coordinates of one image by position (H * W,) in row-major order."""
-
-    px: torch.Tensor
-    py: torch.Tensor
-
-    @staticmethod
-    def of(height: int, width: int, dtype: torch.dtype, device: torch.device) -> _Grid:
-        position = torch.arange(height * width, dtype=torch.float64, device=device)
-        py = ((position + 0.5) / width).floor_()
-        return _Grid((position - py * width).to(dtype), py.to(dtype))
-
-
 class _FaceHits(NamedTuple):
     """The z-buffer's winners (M,) and what the backward pass needs of them."""
 
@@ -476,12 +484,22 @@ class _FaceHits(NamedTuple):
     depth: torch.Tensor  # perspective-correct depth
 
 
+def _pixel_centre(
+    position: torch.Tensor, width: int, n_pixels: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel x and y (M,) in `dtype` of positions (M,) in a row-major image of `n_pixels`
+    (see `_box_dtype` on why a float division is exact here)."""
+    at = position.to(_box_dtype(dtype, n_pixels))
+    row = ((at + 0.5) / width).floor_()
+    return (at - row * width).to(dtype), row.to(dtype)
+
+
 def _face_hits(
-    xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, keys: torch.Tensor, grid: _Grid
+    xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, keys: torch.Tensor, width: int
 ) -> _FaceHits:
     """Depth of the winning face at every covered pixel, from the z-buffer's keys."""
     batch, n = z.shape
-    n_pixels = grid.px.numel()
+    n_pixels = keys.numel() // batch
     hit = torch.nonzero((keys < _FAR_KEY).view(batch, n_pixels))  # (M, 2): image, position
     b, position = hit[:, 0], hit[:, 1]
     pixel = b * n_pixels + position
@@ -491,8 +509,7 @@ def _face_hits(
     w, dx, dy = _lerp_weights(
         [flat_x.index_select(0, c) for c in corner],
         [flat_y.index_select(0, c) for c in corner],
-        grid.px.index_select(0, position),
-        grid.py.index_select(0, position),
+        *_pixel_centre(position, width, n_pixels, xy.dtype),
     )
     inv_z = [1 / flat_z.index_select(0, c) for c in corner]
     area = w[0] + w[1] + w[2]
@@ -703,8 +720,7 @@ class _Rasterise(torch.autograd.Function):
         drawn = _drawn(frame, z, near, batch, cull_back_faces)
         keys = _zbuffer(frame, drawn, batch, height, width)
         covered = keys < _FAR_KEY
-        grid = _Grid.of(height, width, xy.dtype, xy.device)
-        hits = _face_hits(xy, z, topology.faces, keys, grid)
+        hits = _face_hits(xy, z, topology.faces, keys, width)
         depth = xy.new_zeros(covered.numel()).index_copy_(0, hits.pixel, hits.depth)
         coverage = covered.to(xy.dtype)
         band = _band_hits(xy, z, frame, topology, closed, depth, covered, height, width)
