@@ -495,16 +495,21 @@ def _pixel_centre(
 
 
 def _face_hits(
-    xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, keys: torch.Tensor, width: int
+    xy: torch.Tensor,
+    z: torch.Tensor,
+    faces: torch.Tensor,
+    keys: torch.Tensor,
+    covered: torch.Tensor,
+    width: int,
 ) -> _FaceHits:
-    """Depth of the winning face at every covered pixel, from the z-buffer's keys."""
+    """Depth of the winning face at every covered pixel (`covered`: keys below _FAR_KEY)."""
     batch, n = z.shape
     n_pixels = keys.numel() // batch
-    hit = torch.nonzero((keys < _FAR_KEY).view(batch, n_pixels))  # (M, 2): image, position
+    hit = torch.nonzero(covered.view(batch, n_pixels))  # (M, 2): image, position
     b, position = hit[:, 0], hit[:, 1]
     pixel = b * n_pixels + position
     face = (keys.index_select(0, pixel) & _LOW32) - b * faces.shape[0]
-    corner = [b * n + faces[:, k].index_select(0, face) for k in range(3)]
+    corner = [b * n + column.index_select(0, face) for column in faces.t().contiguous()]
     flat_x, flat_y, flat_z = xy[0].reshape(-1), xy[1].reshape(-1), z.reshape(-1)
     w, dx, dy = _lerp_weights(
         [flat_x.index_select(0, c) for c in corner],
@@ -720,7 +725,7 @@ class _Rasterise(torch.autograd.Function):
         drawn = _drawn(frame, z, near, batch, cull_back_faces)
         keys = _zbuffer(frame, drawn, batch, height, width)
         covered = keys < _FAR_KEY
-        hits = _face_hits(xy, z, topology.faces, keys, width)
+        hits = _face_hits(xy, z, topology.faces, keys, covered, width)
         depth = xy.new_zeros(covered.numel()).index_copy_(0, hits.pixel, hits.depth)
         coverage = covered.to(xy.dtype)
         band = _band_hits(xy, z, frame, topology, closed, depth, covered, height, width)
