@@ -118,3 +118,14 @@ def test_covered_pixel_gradients_match_autograd_of_the_direct_formula() -> None:
     (direct * weights).sum().backward()
     assert mine.grad is not None and reference.grad is not None
     torch.testing.assert_close(mine.grad, reference.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_an_empty_batch_or_a_faceless_mesh_gives_empty_maps_and_zero_gradients() -> None:
+    v, faces = two_tilted_squares()
+    for vertices, f in ((v[:0], faces), (v, faces[:0])):
+        vertices = vertices.clone().requires_grad_(True)
+        out = render_depth(vertices, f, K_SQUARES, 12, 12)
+        assert out.depth.shape == (len(vertices), 12, 12) and not out.covered.any()
+        assert out.depth.abs().sum() == 0 and out.coverage.abs().sum() == 0
+        (out.depth.sum() + out.coverage.sum()).backward()
+        assert vertices.grad is not None and vertices.grad.abs().sum() == 0

@@ -175,6 +175,10 @@ def _render(
 ) -> DepthRender:
     """`render_depth` with `_closed(topology)` given (`DepthRenderer` finds it once)."""
     _check_inputs(vertices, topology.faces, K, height, width)
+    shape = (vertices.shape[0], height, width)
+    if vertices.shape[0] == 0 or topology.faces.shape[0] == 0:
+        empty = vertices.new_zeros(shape) + 0 * vertices.sum()  # zero gradients, not none
+        return DepthRender(empty, empty.clone(), torch.zeros_like(empty, dtype=torch.bool))
     K = K.to(vertices.dtype)
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
@@ -185,7 +189,6 @@ def _render(
     depth, coverage, covered = _Rasterise.apply(
         vertices, K, topology, closed, int(height), int(width), float(near), cull
     )
-    shape = (vertices.shape[0], height, width)
     return DepthRender(depth.view(shape), coverage.view(shape), covered.view(shape))
 
 
