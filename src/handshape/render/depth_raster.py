@@ -453,11 +453,12 @@ def _zbuffer(
         py,
     )
     # Inside (edges included) when every weight has the sign of the area (their sum): either
-    # winding; i.e. when min(w) * max(w) >= 0. Outside candidates are not dropped (nonzero
-    # costs more than the arithmetic it would save) but sent to depth _FAR.
-    low = torch.minimum(torch.minimum(w[0], w[1]), w[2])
-    high = torch.maximum(torch.maximum(w[0], w[1]), w[2])
-    outside = low.mul_(high).clamp_max_(0).sign_().mul_(-_FAR)  # _FAR outside, 0 inside
+    # winding; i.e. unless min(w) < 0 < max(w). Signs, not the product min(w) max(w), which
+    # could underflow to 0. Outside candidates are not dropped (nonzero costs more than the
+    # arithmetic it would save) but sent to depth _FAR.
+    low = torch.minimum(torch.minimum(w[0], w[1]), w[2]).sign_()
+    high = torch.maximum(torch.maximum(w[0], w[1]), w[2]).sign_()
+    outside = low.mul_(high).clamp_max_(0).mul_(-_FAR)  # _FAR outside, 0 inside
     inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
     # Perspective-correct: 1 / z = sum_k (w_k / area) / z_k. Positive inside (drawn faces are
     # finite and beyond the near plane); outside, anything from -inf to inf, but never NaN.
