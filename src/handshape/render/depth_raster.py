@@ -705,8 +705,9 @@ class _Rasterise(torch.autograd.Function):
     Autograd over the same arithmetic builds a graph of dozens of small ops per call, and the
     forward pass had to evaluate the winners a second time to build it; here the forward pass
     keeps the winners' intermediate values and the backward pass is a few vector ops and one
-    index_add per corner. Its formulas are written out in `_face_grads`, `_band_grads` and
-    `_project_grads`, and tested against finite differences in float64.
+    index_add per coordinate. Its formulas are written out in `_face_grads`, `_band_grads` and
+    `_project_grads`, and tested in float64 against finite differences and against autograd
+    of the direct depth formula (tests/render/test_depth_raster_backward.py).
     """
 
     @staticmethod
