@@ -694,7 +694,9 @@ def _project(
     """(B, N, 3) vertices, (B, 3, 3) K -> xy (2, B, N) pixel planes, z (B, N), 1 / (K v)_z."""
     p = torch.bmm(K, vertices.transpose(1, 2))  # (B, 3, N): rows contiguous
     inv_w = 1 / p[:, 2]
-    xy = (p[:, :2] * inv_w.unsqueeze(1)).transpose(0, 1).contiguous()
+    xy = p.new_empty(2, *inv_w.shape)  # written in place: no transposed copy
+    torch.mul(p[:, 0], inv_w, out=xy[0])
+    torch.mul(p[:, 1], inv_w, out=xy[1])
     return xy, vertices[..., 2].contiguous(), inv_w
 
 
@@ -848,8 +850,10 @@ def _project_grads(
     a = g_x / p_2, b = g_y / p_2; then d(loss)/dv = K^T d(loss)/dp (+ g_z on v_z) and
     d(loss)/dK = d(loss)/dp v^T, summed over the vertices.
     """
-    a, b = grad_x * inv_w, grad_y * inv_w
-    grad_p = torch.stack([a, b, -(a * xy[0] + b * xy[1])], dim=1)  # (B, 3, N)
+    grad_p = inv_w.new_empty(inv_w.shape[0], 3, inv_w.shape[1])  # (B, 3, N), filled in place
+    a = torch.mul(grad_x, inv_w, out=grad_p[:, 0])
+    b = torch.mul(grad_y, inv_w, out=grad_p[:, 1])
+    torch.mul(a, xy[0], out=grad_p[:, 2]).addcmul_(b, xy[1]).neg_()
     grad_v = torch.bmm(grad_p.transpose(1, 2), K)
     grad_v[..., 2] += grad_z
     grad_K = torch.bmm(grad_p, vertices) if with_K else None
