@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,9 +15,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from handshape.config import PACKAGE_CONFIGS, load_experiment
+from handshape.geometry.camera import project
+from handshape.handmodel.model import HandModel
+from handshape.lit.pretrain import overlay_row
 from handshape.nets.network import HandNet
+from handshape.render.annotate import draw_mesh_overlay
 from handshape.studies.spec import load_study
-from handshape.studies.weak import run_weak_study
+from handshape.studies.weak import mesh_row, run_weak_study
 
 pytestmark = [
     pytest.mark.filterwarnings(
@@ -85,3 +90,30 @@ def test_a_variant_may_change_only_finetune_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="not a finetune"):
         run_weak_study(load_study(study_file), tmp_path / "out")
+
+
+def test_the_mesh_figure_shows_a_small_mesh_whole() -> None:
+    # The pretrained network's hands on the demo domain come out two to three times too small
+    # on most images. With each network's skeleton drawn over its mesh (as the figure once
+    # did), the skeleton hid about half of such a mesh and the "Pretrained" row looked empty.
+    hand = HandModel.default()
+    with torch.no_grad():
+        out = hand(shape=torch.zeros(1, hand.num_shapes), pose=hand.gesture("open_palm")[None])
+    root = out.joints[:, :1]
+    at = torch.tensor([0.0, 0.0, 0.5])
+    small_v, small_j = (root + (p - root) / 3 + at - root for p in (out.vertices, out.joints))
+    size = 128
+    K = torch.tensor([[[2.0 * size, 0.0, size / 2], [0.0, 2.0 * size, size / 2], [0, 0, 1]]])
+    image = torch.full((1, 3, size, size), 0.45)
+    faces = hand.data.faces
+    bare = overlay_row({"image": image, "K": K}, None, None, faces, 1)
+    wire = draw_mesh_overlay(bare, project(small_v, K)[0].numpy(), faces, None)
+    on_wire = (wire != bare).any(-1)
+    assert on_wire.sum() > 100
+
+    def shown(row: np.ndarray) -> float:
+        """Share of the wireframe's pixels that the row shows as the wireframe alone does."""
+        return float((row == wire).all(-1)[on_wire].mean())
+
+    assert shown(mesh_row(image, K, small_v, faces)) == 1.0
+    assert shown(overlay_row({"image": image, "K": K}, small_v, small_j, faces, 1)) < 0.7

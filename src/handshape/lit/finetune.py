@@ -219,7 +219,7 @@ class FinetuneModule(pl.LightningModule):
         self.register_buffer("edges", mesh_edges(faces), persistent=False)
         self.laplacian = uniform_laplacian(faces, model.num_vertices)
         size = int(self.ft["depth"]["size"])
-        self.renderer = DepthRenderer(faces, size, size, cull_back_faces=True)
+        self.renderer = DepthRenderer(faces, size, size)  # culls back faces: the hand is closed
         scale = float(self.ft["depth"]["scale"])
         if scale <= 0:
             rest = torch.as_tensor(model.rest_joints, dtype=torch.float32)[None]

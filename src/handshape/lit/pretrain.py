@@ -162,18 +162,20 @@ def prepare_batch(
 def overlay_row(
     gt: dict[str, torch.Tensor],
     vertices: torch.Tensor | None,
-    joints: torch.Tensor,
+    joints: torch.Tensor | None,
     faces: np.ndarray,
     count: int,
 ) -> np.ndarray:
     """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
     given camera-frame vertices (B, N, 3; None: a pose-only network, skeleton only) and joints
-    (B, 21, 3) drawn on them."""
+    (B, 21, 3; None: the mesh only) drawn on them."""
     images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
     K = gt["K"][:count]
     # .float() after projecting too: under bf16 autocast the projection comes back in bf16,
     # which numpy cannot hold.
-    j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
+    j_px: Any = [None] * len(images)
+    if joints is not None:
+        j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
     v_px: Any = [None] * len(images)
     if vertices is not None:
         v_px = project(vertices[:count].float(), K).detach().float().cpu().numpy()

@@ -48,12 +48,15 @@ def draw_skeleton(
 
 
 def draw_mesh_overlay(
-    image: np.ndarray, vertices_px: np.ndarray | None, faces: np.ndarray, joints_px: np.ndarray
+    image: np.ndarray,
+    vertices_px: np.ndarray | None,
+    faces: np.ndarray,
+    joints_px: np.ndarray | None,
 ) -> np.ndarray:
     """Image (H, W, 3) uint8 with a mesh wireframe (translucent) and the skeleton drawn on it.
 
     vertices_px: (N, 2) pixel coordinates, or None for the skeleton alone (a pose-only
-    network); joints_px: (21, 2) pixel coordinates; faces: (F, 3).
+    network); joints_px: (21, 2) pixel coordinates, or None for the mesh alone; faces: (F, 3).
     """
     merged = np.ascontiguousarray(image, dtype=np.uint8)
     if vertices_px is not None:
@@ -64,5 +67,7 @@ def draw_mesh_overlay(
         for a, b in np.unique(np.sort(pairs, 1), axis=0):
             draw.line([tuple(vertices_px[a]), tuple(vertices_px[b])], fill=(80, 200, 255, 90))
         merged = np.asarray(Image.alpha_composite(canvas, layer).convert("RGB"))
+    if joints_px is None:
+        return merged
     width = max(1, round(max(image.shape[:2]) / 200))
     return draw_skeleton(merged, joints_px, radius=1.5 * width, width=width)

@@ -8,13 +8,18 @@ How it draws (vectorised over the batch; no per-mesh or per-pixel Python loop):
 1. Project the vertices. Every face enumerates the pixel centres inside its screen bounding box
    (at the paper's 32 x 32 a hand's faces are about a pixel wide, so a face has 0-2 candidates).
 2. Screen-space barycentrics l_i decide which centres a face covers (edges inclusive, so a
-   centre on a shared edge is claimed by both faces and the z-buffer picks one; both windings:
-   no back-face culling); the depth there is perspective-correct, z = 1 / sum_i(l_i / z_i).
+   centre on a shared edge is claimed by both faces and the z-buffer picks one; either
+   winding); the depth there is perspective-correct, z = 1 / sum_i(l_i / z_i).
 3. A z-buffer keeps the nearest face per pixel: one `scatter_reduce(amin)` over int64 keys
    (the float32 bit pattern of the depth, which orders like the depth for positive numbers,
    shifted up, with the face index in the low bits), so the winner's identity comes for free.
-4. Only the winners are evaluated again with autograd on, so the backward pass costs as much as
-   one gather per covered pixel, not per candidate.
+4. The whole of it is one autograd node with a hand-written backward pass (`_Rasterise`): the
+   forward pass keeps what the winners' derivatives need, so the backward pass costs a few
+   vector operations per covered pixel and band pixel, not per candidate, and no autograd
+   graph of small ops is built.
+Back faces are culled by default where that cannot change the image: a closed, consistently
+wound mesh wholly beyond the near plane (a hand); each mesh's outside is found from the sign
+of the volume it encloses, so a mirrored copy is handled too.
 
 Gradients at silhouettes: an anti-aliased edge, as DEODR (de La Gorce et al., TPAMI 2011) does.
 A hard z-buffer has no gradient with respect to where an edge lies: a pixel is covered or not.
@@ -43,7 +48,8 @@ Outputs (`DepthRender`):
 - covered (B, H, W) bool: the hard mask, a face contains the pixel centre (no gradient).
 
 Faces with a vertex at z <= `near` are not drawn (no clipping): meshes must lie in front of
-the camera. Works on CPU and CUDA, float32 and float64 (the dtype of the vertices).
+the camera. Works on CPU and CUDA, float32 and float64 (the dtype of the vertices). First
+derivatives only: the hand-written backward pass is not itself differentiable.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ import torch
 __all__ = ["DepthRender", "DepthRenderer", "MeshTopology", "mesh_topology", "render_depth"]
 
 _NO_HIT = torch.iinfo(torch.int64).max
+# Candidates of the z-buffer outside their face get this depth; keys from it and above are
+# misses. Finite in float32, so that it survives the cast to float32 bits.
+_FAR = 3e38
+_FAR_KEY = int(torch.tensor(_FAR, dtype=torch.float32).view(torch.int32)) << 32
 _LOW32 = 0xFFFFFFFF
 
 
@@ -121,7 +131,7 @@ def render_depth(
     height: int,
     width: int,
     near: float = 1e-3,
-    cull_back_faces: bool = False,
+    cull_back_faces: bool | None = None,
 ) -> DepthRender:
     """Render the depth and coverage of a batch of meshes (see the module docstring).
 
@@ -133,64 +143,53 @@ def render_depth(
             row [0, 0, 1]); cast to the vertices' dtype.
         height, width: image size in pixels.
         near: faces with a vertex at z <= near are not drawn.
-        cull_back_faces: leave faces that turn their back to the camera out of the z-buffer,
-            taking a face as front-facing when its corners run counter-clockwise seen from
-            outside the mesh (handshape's hand and MANO are wound so). Exact for a closed mesh
-            seen from outside (tested on the hand), where it drops about 60 % of the faces from
-            the z-buffer and saves a sixth to a quarter of the time at 32 x 32 (see
-            docs/benchmarks.md); contour edges still come from all faces.
+        cull_back_faces: leave faces that turn their back to the camera out of the z-buffer.
+            Exact for a closed mesh seen from outside (tested on the hand), where it drops
+            about 60 % of the faces from the z-buffer and saves about a quarter of the time at
+            32 x 32 (see docs/benchmarks.md); contour edges still come from all faces.
+            True: a face is front-facing when its corners run counter-clockwise seen from
+            outside the mesh (handshape's hand and MANO are wound so). None (the default):
+            cull where that is exact and safe, i.e. where every edge has two faces that run
+            along it in opposite directions (a closed, consistently wound mesh) and the mesh
+            lies wholly beyond `near`, taking each mesh's outside from the sign of the volume
+            it encloses (so a mirrored, inside-out wound copy is culled right too); meshes of
+            several parts wound against each other are not supported there. False: never.
 
     Returns:
         DepthRender(depth (B, H, W), coverage (B, H, W), covered (B, H, W) bool), differentiable
         with respect to `vertices` (and K) through depth and coverage.
     """
     topology = faces if isinstance(faces, MeshTopology) else mesh_topology(faces)
+    return _render(vertices, topology, _closed(topology), K, height, width, near, cull_back_faces)
+
+
+def _render(
+    vertices: torch.Tensor,
+    topology: MeshTopology,
+    closed: bool,
+    K: torch.Tensor,
+    height: int,
+    width: int,
+    near: float,
+    cull_back_faces: bool | None,
+) -> DepthRender:
+    """`render_depth` with `_closed(topology)` given (`DepthRenderer` finds it once)."""
     _check_inputs(vertices, topology.faces, K, height, width)
+    shape = (vertices.shape[0], height, width)
+    if vertices.shape[0] == 0 or topology.faces.shape[0] == 0:
+        empty = vertices.new_zeros(shape) + 0 * vertices.sum()  # zero gradients, not none
+        return DepthRender(empty, empty.clone(), torch.zeros_like(empty, dtype=torch.bool))
     K = K.to(vertices.dtype)
     if K.ndim == 2:
         K = K.expand(vertices.shape[0], 3, 3)
-    p = vertices @ K.transpose(1, 2)
-    # (2, B, N): the x and y pixel planes, each contiguous, as the flat gathers below want them.
-    xy = (p[..., :2] / p[..., 2:3]).permute(2, 0, 1).contiguous()
-    z = vertices[..., 2].contiguous()  # (B, N)
-
-    with torch.no_grad():
-        frame = _FaceFrame.of(xy, z, topology.faces, near)
-        # Counter-clockwise seen from outside is clockwise on the image (y points down): a
-        # negative signed area.
-        drawn = frame.ok & (frame.area < 0) if cull_back_faces else frame.ok
-        face_key = _zbuffer(frame, drawn, topology.faces.shape[0], height, width)
-        covered_flat = face_key != _NO_HIT
-        pixel = torch.nonzero(covered_flat).squeeze(1)
-        face = face_key.index_select(0, pixel) & _LOW32
-    depth_flat = xy.new_zeros(covered_flat.numel())
-    if pixel.numel():
-        depth_flat = depth_flat.index_put(
-            (pixel,), _face_depth(xy, z, topology.faces, pixel, face, height, width)
-        )
-    coverage_flat = covered_flat.to(xy.dtype)
-
-    with torch.no_grad():
-        band = _band_winners(
-            xy, z, frame, topology, depth_flat.detach(), covered_flat, height, width
-        )
-    if band is not None:
-        band_pixel, edge, side = band
-        alpha, z_edge = _edge_alpha_depth(
-            xy, z, topology.edges, band_pixel, edge, side, height, width
-        )
-        under = covered_flat.index_select(0, band_pixel)
-        behind = depth_flat.index_select(0, band_pixel)
-        depth_flat = depth_flat.index_put(
-            (band_pixel,), torch.where(under, alpha * z_edge + (1 - alpha) * behind, z_edge)
-        )
-        coverage_flat = coverage_flat.index_put(
-            (band_pixel,), torch.where(under, torch.ones_like(alpha), alpha)
-        )
-    shape = (vertices.shape[0], height, width)
-    return DepthRender(
-        depth_flat.reshape(shape), coverage_flat.reshape(shape), covered_flat.reshape(shape)
+    if cull_back_faces is None:
+        cull: bool | None = None if closed else False
+    else:
+        cull = bool(cull_back_faces)
+    depth, coverage, covered = _Rasterise.apply(
+        vertices, K, topology, closed, int(height), int(width), float(near), cull
     )
+    return DepthRender(depth.view(shape), coverage.view(shape), covered.view(shape))
 
 
 class DepthRenderer(torch.nn.Module):
@@ -207,7 +206,7 @@ class DepthRenderer(torch.nn.Module):
         height: int,
         width: int,
         near: float = 1e-3,
-        cull_back_faces: bool = False,
+        cull_back_faces: bool | None = None,
     ) -> None:
         super().__init__()
         _check_size(height, width)
@@ -217,14 +216,29 @@ class DepthRenderer(torch.nn.Module):
         self.register_buffer("edge_faces", topology.edge_faces, persistent=False)
         self.register_buffer("edge_turn", topology.edge_turn, persistent=False)
         self.height, self.width, self.near = int(height), int(width), float(near)
-        self.cull_back_faces = bool(cull_back_faces)
+        self.cull_back_faces = None if cull_back_faces is None else bool(cull_back_faces)
+        self.closed = _closed(topology)
 
     def forward(self, vertices: torch.Tensor, K: torch.Tensor) -> DepthRender:
         """(B, N, 3) vertices, (B, 3, 3) or (3, 3) K -> DepthRender of (B, H, W) maps."""
         topology = MeshTopology(self.faces, self.edges, self.edge_faces, self.edge_turn)
-        return render_depth(
-            vertices, topology, K, self.height, self.width, self.near, self.cull_back_faces
+        return _render(
+            vertices,
+            topology,
+            self.closed,
+            K,
+            self.height,
+            self.width,
+            self.near,
+            self.cull_back_faces,
         )
+
+
+def _closed(topology: MeshTopology) -> bool:
+    """Every edge has two faces, running along it in opposite directions: a closed mesh wound
+    consistently, so that back faces are hidden from any viewpoint outside it."""
+    turn = topology.edge_turn
+    return bool(((topology.edge_faces[:, 1] >= 0) & (turn[:, 0] == -turn[:, 1])).all())
 
 
 # ----------------------------------------------------------------------------- checks
@@ -278,53 +292,31 @@ def _check_inputs(
 # ----------------------------------------------------------------------------- rasterising
 # Shared arguments below: xy (2, B, N) the vertices' pixel x and y planes, z (B, N) their depth;
 # flat indices run over the batch first: pixel b * H * W + row * W + column, face b * F + f,
-# edge b * E + e.
-# Per-element work uses flat 1-D tensors and index_select: on a CPU, gathers and reductions
-# over a trailing dimension of 2 or 3 cost several times more than the same work on columns.
-
-
-def _enumerate_boxes(
-    min_x: torch.Tensor,
-    max_x: torch.Tensor,
-    min_y: torch.Tensor,
-    max_y: torch.Tensor,
-    ok: torch.Tensor,
-    height: int,
-    width: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every pixel centre of the image inside each of M screen boxes [min, max] (floats, (M,)).
-
-    Boxes where `ok` is false are skipped. Returns (owner (T,) index of the box, px (T,),
-    py (T,)), long tensors. Works in floats up to the few boxes that hold a centre.
-    """
-    lo_x, hi_x = min_x.ceil().clamp_min(0), max_x.floor().clamp_max(width - 1)
-    lo_y, hi_y = min_y.ceil().clamp_min(0), max_y.floor().clamp_max(height - 1)
-    nx = (hi_x - lo_x + 1).clamp_min(0)
-    count = torch.where(ok, nx * (hi_y - lo_y + 1).clamp_min(0), 0)
-    boxes = torch.nonzero(count).squeeze(1)  # most faces of a small image hold no centre
-    count, nx, lo_x, lo_y = (t.index_select(0, boxes).long() for t in (count, nx, lo_x, lo_y))
-    local = torch.repeat_interleave(count)  # box of each output pixel, 0 .. len(boxes) - 1
-    start = torch.cumsum(count, 0) - count
-    offset = torch.arange(local.numel(), device=ok.device) - start.index_select(0, local)
-    row_len = nx.index_select(0, local)
-    row = offset // row_len  # one integer division (they do not vectorise); no modulo
-    return (
-        boxes.index_select(0, local),
-        lo_x.index_select(0, local) + offset - row * row_len,
-        lo_y.index_select(0, local) + row,
-    )
+# vertex b * N + v. Per-element work uses flat 1-D tensors and index_select: on a CPU, gathers
+# and reductions over a trailing dimension of 2 or 3 cost several times more than the same
+# work on columns.
+# Why the code looks as it does: at the paper's 32 x 32 each op works on a few ten thousand
+# elements, so time goes by the number of passes over the face-sized arrays and by the few ops
+# that cost far more than arithmetic there: torch.nonzero (tens of elementwise ops' worth over
+# the same length), int64 division (it does not vectorise) and gathers. So masks replace
+# compaction where the arrays shrink little, a 2-D nonzero splits batch and index without a
+# division, rows of a box come from a float division, and nothing is evaluated twice: the
+# forward pass keeps what the hand-written backward pass needs.
 
 
 class _FaceFrame(NamedTuple):
-    """Per face of every mesh (flat index b * F + f), no gradient: corner x, y, z (three (B*F,)
-    tensors each), twice the signed screen area (B*F,) and whether the face can be drawn (in
-    front of the near plane, not degenerate)."""
+    """Per face of every mesh (flat index b * F + f): corner x, y, z (three (B*F,) tensors
+    each), twice the signed screen area (B*F,) and whether the face can be drawn (in front of
+    the near plane, finite, not degenerate) as a bool (B*F,) tensor, or None where every
+    vertex is finite and beyond the near plane (the usual case), when a face can be drawn
+    exactly when its area is not 0: then masks are built from sign(area) in float arithmetic,
+    many times cheaper on a CPU than comparisons and torch.where."""
 
     x: list[torch.Tensor]
     y: list[torch.Tensor]
     z: list[torch.Tensor]
     area: torch.Tensor
-    ok: torch.Tensor
+    ok: torch.Tensor | None
 
     @staticmethod
     def of(xy: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, near: float) -> _FaceFrame:
@@ -336,199 +328,590 @@ class _FaceFrame(NamedTuple):
             for plane in (xy[0], xy[1], z)
         )
         area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+        # A sum overflows to inf, or turns NaN, where any term does (a huge finite sum only
+        # sends the call down the general path, which is exact too).
+        nearest, farthest = torch.aminmax(z)
+        if bool(nearest > near) and bool((xy.sum() + farthest).isfinite()):
+            return _FaceFrame(x, y, zc, area, None)
         nearest = torch.minimum(torch.minimum(zc[0], zc[1]), zc[2])
         ok = (nearest > near) & (area != 0) & area.isfinite()
         return _FaceFrame(x, y, zc, area, ok)
 
 
+class _Boxes(NamedTuple):
+    """Pixel centres inside screen boxes, one row per (box, centre) pair (T,)."""
+
+    owner: torch.Tensor  # long: index of the box
+    px: torch.Tensor  # pixel x and y, in the dtype of the boxes
+    py: torch.Tensor
+    pixel: torch.Tensor  # long: flat pixel index (image base + py * W + px)
+
+
+def _enumerate_boxes(
+    min_x: torch.Tensor,
+    max_x: torch.Tensor,
+    min_y: torch.Tensor,
+    max_y: torch.Tensor,
+    base: torch.Tensor,
+    height: int,
+    width: int,
+    drawn: torch.Tensor | None = None,
+) -> _Boxes:
+    """Every pixel centre of the image inside each of M screen boxes [min, max] ((M,) finite
+    floats of a `_box_dtype`). `base` (M,): the flat index of the first pixel of each box's
+    image (b * H * W), in the same dtype. drawn: (M,) 0 / 1 in that dtype, 0 to skip a box."""
+    lo_x, hi_x = min_x.ceil().clamp_min_(0), max_x.floor().clamp_max_(width - 1)
+    lo_y, hi_y = min_y.ceil().clamp_min_(0), max_y.floor().clamp_max_(height - 1)
+    nx = (hi_x - lo_x + 1).clamp_min_(0)
+    count = (hi_y - lo_y + 1).clamp_min_(0).mul_(nx)
+    if drawn is not None:
+        count = count.mul_(drawn)
+    count = count.long()
+    # The box of each output without nonzero or repeat_interleave (several times slower here):
+    # box i's outputs end at ends[i], so the box of output t is the number of ends <= t.
+    ends = torch.cumsum(count, 0)
+    total = int(ends[-1]) if ends.numel() else 0
+    owner = torch.cumsum(torch.bincount(ends, minlength=total + 1)[:total], 0)
+    # Offsets inside a box are exact in floats (see `_box_dtype`), and a float division
+    # vectorises where an integer one does not.
+    start = (ends - count).index_select(0, owner)
+    offset = (torch.arange(total, device=owner.device) - start).to(min_x.dtype)
+    row_len = nx.index_select(0, owner)
+    row = ((offset + 0.5) / row_len).floor_()
+    col = offset - row * row_len
+    first = (lo_y * width + lo_x).add_(base)
+    return _Boxes(
+        owner,
+        lo_x.index_select(0, owner) + col,
+        lo_y.index_select(0, owner) + row,
+        (first.index_select(0, owner) + col + row * width).long(),
+    )
+
+
+def _box_dtype(dtype: torch.dtype, n_pixels: int) -> torch.dtype:
+    """float32 holds flat pixel indices and counts of box centres exactly and splits a box's
+    centres into rows without rounding across an integer (row = floor((offset + 0.5) / row
+    length)) up to 2 ** 22 pixels in all; above, float64."""
+    return dtype if n_pixels <= 1 << 22 else torch.float64
+
+
 def _lerp_weights(
     x: list[torch.Tensor], y: list[torch.Tensor], px: torch.Tensor, py: torch.Tensor
-) -> list[torch.Tensor]:
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Unnormalised screen-space barycentrics of points (px, py) in triangles (x_k, y_k).
 
     w_k is twice the signed area of (point, corner k+1, corner k+2); w_0 + w_1 + w_2 is twice
-    the triangle's signed area. All (M,).
+    the triangle's signed area. Returns (w, dx, dy), three (M,) tensors each, d = corner - point.
     """
     dx = [xk - px for xk in x]
     dy = [yk - py for yk in y]
-    return [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dx[(k + 2) % 3] * dy[(k + 1) % 3] for k in range(3)]
+    w = [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dx[(k + 2) % 3] * dy[(k + 1) % 3] for k in range(3)]
+    return w, dx, dy
 
 
 def _zbuffer(
-    frame: _FaceFrame, drawn: torch.Tensor, n_faces: int, height: int, width: int
+    frame: _FaceFrame, drawn: torch.Tensor, batch: int, height: int, width: int
 ) -> torch.Tensor:
-    """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | face, or _NO_HIT."""
-    x, y = frame.x, frame.y
-    owner, px, py = _enumerate_boxes(
-        torch.minimum(torch.minimum(x[0], x[1]), x[2]),
-        torch.maximum(torch.maximum(x[0], x[1]), x[2]),
-        torch.minimum(torch.minimum(y[0], y[1]), y[2]),
-        torch.maximum(torch.maximum(y[0], y[1]), y[2]),
-        drawn,
+    """(B * H * W,) int64 keys: (float32 bits of the nearest depth << 32) | b * F + f; a key
+    of _FAR_KEY or more is a miss."""
+    n_pixels = batch * height * width
+    keys = torch.full((n_pixels,), _NO_HIT, dtype=torch.int64, device=drawn.device)
+    dtype = _box_dtype(frame.area.dtype, n_pixels)
+    base = torch.arange(0, n_pixels, height * width, dtype=dtype, device=drawn.device)
+    base = base.unsqueeze(1).expand(batch, drawn.numel() // batch).reshape(-1)
+    x, y, mask = frame.x, frame.y, None
+    # Where culling leaves few faces (about 40 % of a closed mesh's), the drawn ones first:
+    # the box arithmetic below makes many passes over its arrays. Otherwise all, masked.
+    face = None
+    if not drawn.is_floating_point():
+        face = torch.nonzero(drawn).squeeze(1)  # the general path: boxes may be NaN
+    elif float(drawn.sum()) < 0.75 * drawn.numel():
+        face = _compact(drawn)
+    else:
+        mask = drawn.to(dtype)
+    if face is not None:
+        x, y = [c.index_select(0, face) for c in x], [c.index_select(0, face) for c in y]
+        base = base.index_select(0, face)
+    boxes = _enumerate_boxes(
+        torch.minimum(torch.minimum(x[0], x[1]), x[2]).to(dtype),
+        torch.maximum(torch.maximum(x[0], x[1]), x[2]).to(dtype),
+        torch.minimum(torch.minimum(y[0], y[1]), y[2]).to(dtype),
+        torch.maximum(torch.maximum(y[0], y[1]), y[2]).to(dtype),
+        base,
         height,
         width,
+        mask,
     )
-    n_pixels = (x[0].numel() // n_faces) * height * width
-    keys = torch.full((n_pixels,), _NO_HIT, dtype=torch.int64, device=x[0].device)
-    if owner.numel() == 0:
+    if boxes.owner.numel() == 0:
         return keys
-    w = _lerp_weights(
-        [c.index_select(0, owner) for c in x],
-        [c.index_select(0, owner) for c in y],
-        px.to(x[0].dtype),
-        py.to(x[0].dtype),
+    owner = boxes.owner if face is None else face.index_select(0, boxes.owner)
+    px, py = boxes.px.to(x[0].dtype), boxes.py.to(x[0].dtype)
+    w, _, _ = _lerp_weights(
+        [c.index_select(0, boxes.owner) for c in x],
+        [c.index_select(0, boxes.owner) for c in y],
+        px,
+        py,
     )
-    a = frame.area.index_select(0, owner)
-    # Inside (edges included) when every weight has the sign of the area: either winding.
-    inside = torch.nonzero((w[0] * a >= 0) & (w[1] * a >= 0) & (w[2] * a >= 0)).squeeze(1)
-    owner, px, py = (t.index_select(0, inside) for t in (owner, px, py))
-    w, a = [wk.index_select(0, inside) for wk in w], a.index_select(0, inside)
+    # Inside (edges included) when every weight has the sign of the area (their sum): either
+    # winding; i.e. unless min(w) < 0 < max(w). Signs, not the product min(w) max(w), which
+    # could underflow to 0. Outside candidates are not dropped (nonzero costs more than the
+    # arithmetic it would save) but sent to depth _FAR.
+    low = torch.minimum(torch.minimum(w[0], w[1]), w[2]).sign_()
+    high = torch.maximum(torch.maximum(w[0], w[1]), w[2]).sign_()
+    outside = low.mul_(high).clamp_max_(0).mul_(-_FAR)  # _FAR outside, 0 inside
     inv_z = sum(w[k] / frame.z[k].index_select(0, owner) for k in range(3))
-    depth = a / inv_z  # perspective-correct: 1 / z = sum_k (w_k / area) / z_k
+    # Perspective-correct: 1 / z = sum_k (w_k / area) / z_k. Positive inside (drawn faces are
+    # finite and beyond the near plane); outside, anything from -inf to inf, but never NaN.
+    depth = torch.maximum((w[0] + w[1] + w[2]) / inv_z, outside)
     bits = depth.float().view(torch.int32).long()  # positive floats order like their bits
-    b = owner // n_faces
-    key = (bits << 32) | (owner - b * n_faces)
-    pixel = b * (height * width) + py * width + px
-    return keys.scatter_reduce_(0, pixel, key, "amin")
+    return keys.scatter_reduce_(0, boxes.pixel, (bits << 32) | owner, "amin")
 
 
-def _pixel_centres(
-    pixel: torch.Tensor, height: int, width: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flat pixel indices (M,) -> (batch index, px, py), px/py in `dtype`."""
-    b = pixel // (height * width)
-    rest = pixel - b * (height * width)
-    row = rest // width
-    return b, (rest - row * width).to(dtype), row.to(dtype)
+def _compact(mask: torch.Tensor) -> torch.Tensor:
+    """Indices (D,) of the ones of a float 0 / 1 mask (M,), ascending: nonzero's result, by the
+    counting of `_enumerate_boxes` (about twice as fast on a CPU for dense masks)."""
+    ends = torch.cumsum(mask.long(), 0)
+    total = int(ends[-1]) if ends.numel() else 0
+    return torch.cumsum(torch.bincount(ends, minlength=total + 1)[:total], 0)
 
 
-def _face_depth(
+class _FaceHits(NamedTuple):
+    """The z-buffer's winners (M,) and what the backward pass needs of them."""
+
+    pixel: torch.Tensor  # flat pixel
+    corner: list[torch.Tensor]  # flat vertex index of each corner
+    dx: list[torch.Tensor]  # corner - pixel centre, x and y
+    dy: list[torch.Tensor]
+    w: list[torch.Tensor]  # unnormalised barycentrics
+    inv_z: list[torch.Tensor]  # 1 / corner depth
+    area: torch.Tensor  # w_0 + w_1 + w_2
+    depth: torch.Tensor  # perspective-correct depth
+
+
+def _pixel_centre(
+    position: torch.Tensor, width: int, n_pixels: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel x and y (M,) in `dtype` of positions (M,) in a row-major image of `n_pixels`
+    (see `_box_dtype` on why a float division is exact here)."""
+    at = position.to(_box_dtype(dtype, n_pixels))
+    row = ((at + 0.5) / width).floor_()
+    return (at - row * width).to(dtype), row.to(dtype)
+
+
+def _face_hits(
     xy: torch.Tensor,
     z: torch.Tensor,
     faces: torch.Tensor,
-    pixel: torch.Tensor,
-    face: torch.Tensor,
-    height: int,
+    keys: torch.Tensor,
+    covered: torch.Tensor,
     width: int,
-) -> torch.Tensor:
-    """Differentiable perspective-correct depth of `face` at flat `pixel` (M,) -> (M,)."""
-    n = xy.shape[2]
-    b, px, py = _pixel_centres(pixel, height, width, xy.dtype)
+) -> _FaceHits:
+    """Depth of the winning face at every covered pixel (`covered`: keys below _FAR_KEY)."""
+    batch, n = z.shape
+    n_pixels = keys.numel() // batch
+    hit = torch.nonzero(covered.view(batch, n_pixels))  # (M, 2): image, position
+    b, position = hit[:, 0], hit[:, 1]
+    pixel = b * n_pixels + position
+    face = (keys.index_select(0, pixel) & _LOW32) - b * faces.shape[0]
+    corner = [b * n + column.index_select(0, face) for column in faces.t().contiguous()]
     flat_x, flat_y, flat_z = xy[0].reshape(-1), xy[1].reshape(-1), z.reshape(-1)
-    corner = [b * n + faces[:, k].index_select(0, face) for k in range(3)]
-    x = [flat_x.index_select(0, c) for c in corner]
-    y = [flat_y.index_select(0, c) for c in corner]
-    w = _lerp_weights(x, y, px, py)
-    inv_z = sum(w[k] / flat_z.index_select(0, corner[k]) for k in range(3))
-    return (w[0] + w[1] + w[2]) / inv_z
+    w, dx, dy = _lerp_weights(
+        [flat_x.index_select(0, c) for c in corner],
+        [flat_y.index_select(0, c) for c in corner],
+        *_pixel_centre(position, width, n_pixels, xy.dtype),
+    )
+    inv_z = [1 / flat_z.index_select(0, c) for c in corner]
+    area = w[0] + w[1] + w[2]
+    depth = area / (w[0] * inv_z[0] + w[1] * inv_z[1] + w[2] * inv_z[2])
+    return _FaceHits(pixel, corner, dx, dy, w, inv_z, area, depth)
 
 
-def _contour_edges(frame: _FaceFrame, topology: MeshTopology) -> tuple[torch.Tensor, torch.Tensor]:
-    """Contour edges of every mesh: (flat index b * E + edge (C,), inner side (C,) +-1).
+def _contour_edges(
+    frame: _FaceFrame, topology: MeshTopology, closed: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Contour edges of every mesh: (image b (C,), edge e (C,), inner side (C,) +-1).
 
     An edge is a contour in the image when its two faces lie on the same side of it (the
     surface folds over there), or when it has one face only. `side` is the sign of the faces'
-    side (of cross(edge, point - edge start)); the band is drawn on the other one.
+    side (of cross(edge, point - edge start)); the band is drawn on the other one. closed:
+    the topology is closed and consistently wound (`_closed`).
     """
-    batch = frame.ok.numel() // topology.faces.shape[0]
-    winding = torch.where(frame.ok, torch.sign(frame.area), 0).view(batch, -1)
+    batch = frame.area.numel() // topology.faces.shape[0]
+    winding = torch.sign(frame.area)
+    if frame.ok is not None:
+        winding = torch.where(frame.ok, winding, 0)
+    winding = winding.view(batch, -1)
     faces, turn = topology.edge_faces, topology.edge_turn.to(winding.dtype)
+    if closed:
+        # The two faces run along the edge in opposite directions, so they lie on the same
+        # side of it exactly when their windings on the image differ.
+        w0 = winding.index_select(1, faces[:, 0])
+        found = torch.nonzero(w0 * winding.index_select(1, faces[:, 1]) < 0)
+        b, e = found[:, 0], found[:, 1]
+        side = w0.reshape(-1).index_select(0, b * topology.edges.shape[0] + e)
+        return b, e, side * turn[:, 0].index_select(0, e)
     s0 = winding.index_select(1, faces[:, 0]) * turn[:, 0]
     s1 = winding.index_select(1, faces[:, 1].clamp_min(0)) * turn[:, 1]  # 0 without a face
     contour = torch.where(faces[:, 1] < 0, s0 != 0, s0 * s1 > 0)
-    flat = torch.nonzero(contour.reshape(-1)).squeeze(1)
-    return flat, s0.reshape(-1).index_select(0, flat)
+    found = torch.nonzero(contour)  # (C, 2): image, edge; no division of a flat index
+    b, e = found[:, 0], found[:, 1]
+    return b, e, s0.reshape(-1).index_select(0, b * topology.edges.shape[0] + e)
 
 
-def _band_winners(
+class _BandHits(NamedTuple):
+    """Per band pixel (K,) its winning contour edge and what the backward pass needs."""
+
+    pixel: torch.Tensor  # flat pixel
+    first: torch.Tensor  # flat vertex index of the edge's ends A and C
+    second: torch.Tensor
+    dx: torch.Tensor  # pixel centre - A
+    dy: torch.Tensor
+    ex: torch.Tensor  # C - A
+    ey: torch.Tensor
+    inv_length: torch.Tensor  # 1 / |C - A|
+    side: torch.Tensor  # inner side, +-1
+    t: torch.Tensor  # the pixel centre's projection parameter on the edge, in [0, 1]
+    cross: torch.Tensor  # ex * dy - ey * dx
+    inv_za: torch.Tensor  # 1 / depth of A and C
+    inv_zc: torch.Tensor
+    alpha: torch.Tensor  # in (0, 1]
+    depth: torch.Tensor  # the edge's perspective-correct depth at t
+
+
+def _band_hits(
     xy: torch.Tensor,
     z: torch.Tensor,
     frame: _FaceFrame,
     topology: MeshTopology,
+    closed: bool,
     depth_flat: torch.Tensor,
     covered_flat: torch.Tensor,
     height: int,
     width: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Per pixel the visible outer band with the largest alpha: (pixel, b * E + edge, side)."""
-    flat_edge, side = _contour_edges(frame, topology)
-    if flat_edge.numel() == 0:
+) -> _BandHits | None:
+    """Per pixel the visible outer band with the largest alpha (see `_edge_alpha_depth`)."""
+    b, e, side = _contour_edges(frame, topology, closed)
+    if b.numel() == 0:
         return None
-    n_edges, n = topology.edges.shape[0], xy.shape[2]
-    b = flat_edge // n_edges
-    ends = topology.edges.index_select(0, flat_edge % n_edges)
-    flat_x, flat_y = xy[0].reshape(-1), xy[1].reshape(-1)
-    first, second = b * n + ends[:, 0], b * n + ends[:, 1]
-    ax, ay = flat_x.index_select(0, first), flat_y.index_select(0, first)
-    cx, cy = flat_x.index_select(0, second), flat_y.index_select(0, second)
-    # The band is the parallelogram swept by the edge one pixel along its outer normal; its
-    # box holds about half the pixels of the edge's box grown by a pixel on every side.
-    length = torch.sqrt((cx - ax) ** 2 + (cy - ay) ** 2)
-    nx, ny = side * (cy - ay) / length, -side * (cx - ax) / length
-    owner, px, py = _enumerate_boxes(
-        torch.minimum(ax, cx) + nx.clamp_max(0),
-        torch.maximum(ax, cx) + nx.clamp_min(0),
-        torch.minimum(ay, cy) + ny.clamp_max(0),
-        torch.maximum(ay, cy) + ny.clamp_min(0),
-        torch.ones_like(b, dtype=torch.bool),
-        height,
-        width,
-    )
-    if owner.numel() == 0:
-        return None
-    pixel = b.index_select(0, owner) * (height * width) + py * width + px
-    alpha, z_edge = _edge_alpha_depth(
-        xy,
-        z,
-        topology.edges,
-        pixel,
-        flat_edge.index_select(0, owner),
-        side.index_select(0, owner),
-        height,
-        width,
-    )
-    visible = ~covered_flat.index_select(0, pixel) | (z_edge < depth_flat.index_select(0, pixel))
-    keep = torch.nonzero((alpha > 0) & visible).squeeze(1)
-    if keep.numel() == 0:
-        return None
-    owner, pixel, alpha = (t.index_select(0, keep) for t in (owner, pixel, alpha))
-    key = (alpha.float().view(torch.int32).long() << 32) | owner
-    best = torch.full_like(covered_flat, -1, dtype=torch.int64)
-    best = best.scatter_reduce_(0, pixel, key, "amax")
-    band_pixel = torch.nonzero(best >= 0).squeeze(1)
-    winner = best.index_select(0, band_pixel) & _LOW32
-    return band_pixel, flat_edge.index_select(0, winner), side.index_select(0, winner)
-
-
-def _edge_alpha_depth(
-    xy: torch.Tensor,
-    z: torch.Tensor,
-    edges: torch.Tensor,
-    pixel: torch.Tensor,
-    flat_edge: torch.Tensor,
-    side: torch.Tensor,
-    height: int,
-    width: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Band weight and edge depth at flat `pixel` (M,) for edge b * E + e (M,), inner `side`.
-
-    alpha = 1 - (distance of the pixel centre from the edge's line on its outer side, pixels),
-    0 beside the segment's ends (projection parameter t outside [0, 1]) or a pixel or more
-    away, and -1 on the inner side; z_edge: the perspective-correct depth of the edge at t.
-    Differentiable with respect to xy and z. Returns ((M,), (M,)).
-    """
-    n_edges, n = edges.shape[0], xy.shape[2]
-    b, px, py = _pixel_centres(pixel, height, width, xy.dtype)
-    ends = edges.index_select(0, flat_edge % n_edges)
-    first, second = b * n + ends[:, 0], b * n + ends[:, 1]
+    n = xy.shape[2]
+    first = b * n + topology.edges[:, 0].index_select(0, e)
+    second = b * n + topology.edges[:, 1].index_select(0, e)
     flat_x, flat_y, flat_z = xy[0].reshape(-1), xy[1].reshape(-1), z.reshape(-1)
     ax, ay = flat_x.index_select(0, first), flat_y.index_select(0, first)
     ex, ey = flat_x.index_select(0, second) - ax, flat_y.index_select(0, second) - ay
-    dx, dy = px - ax, py - ay
-    length2 = ex * ex + ey * ey
-    t = (dx * ex + dy * ey) / length2
-    outward = -side.to(xy.dtype) * (ex * dy - ey * dx) / length2.sqrt()
-    alpha = torch.where(outward > 0, (1 - outward).clamp_min(0), -1.0)
-    alpha = torch.where((t >= 0) & (t <= 1), alpha, 0.0)
-    inv_z = (1 - t) / flat_z.index_select(0, first) + t / flat_z.index_select(0, second)
-    return alpha, 1.0 / inv_z
+    inv_length = torch.rsqrt(ex * ex + ey * ey)
+    # The band is the parallelogram swept by the edge one pixel along its outer normal; its
+    # box holds about half the pixels of the edge's box grown by a pixel on every side.
+    nx, ny = side * ey * inv_length, -side * ex * inv_length
+    cx, cy = ax + ex, ay + ey
+    dtype = _box_dtype(xy.dtype, covered_flat.numel())
+    boxes = _enumerate_boxes(
+        (torch.minimum(ax, cx) + nx.clamp_max(0)).to(dtype),
+        (torch.maximum(ax, cx) + nx.clamp_min(0)).to(dtype),
+        (torch.minimum(ay, cy) + ny.clamp_max(0)).to(dtype),
+        (torch.maximum(ay, cy) + ny.clamp_min(0)).to(dtype),
+        (b * (height * width)).to(dtype),
+        height,
+        width,
+    )
+    if boxes.owner.numel() == 0:
+        return None
+    owner, pixel = boxes.owner, boxes.pixel
+    edge = _EdgeAt.of(
+        boxes.px.to(xy.dtype),
+        boxes.py.to(xy.dtype),
+        *(t.index_select(0, owner) for t in (ax, ay, ex, ey, inv_length, side)),
+    )
+    za = flat_z.index_select(0, first.index_select(0, owner))
+    zc = flat_z.index_select(0, second.index_select(0, owner))
+    z_edge = 1.0 / ((1 - edge.t) / za + edge.t / zc)
+    visible = ~covered_flat.index_select(0, pixel) | (z_edge < depth_flat.index_select(0, pixel))
+    keep = edge.in_band.logical_and_(visible).to(edge.alpha.dtype)
+    alpha = edge.alpha * keep + (keep - 1)  # -1 where not kept: a negative key
+    candidate = torch.arange(pixel.numel(), device=pixel.device)
+    key = (alpha.float().view(torch.int32).long() << 32) | candidate
+    best = torch.full_like(covered_flat, -1, dtype=torch.int64)
+    best = best.scatter_reduce_(0, pixel, key, "amax")
+    band_pixel = torch.nonzero(best >= 0).squeeze(1)
+    if band_pixel.numel() == 0:
+        return None
+    win = best.index_select(0, band_pixel) & _LOW32
+    owner = owner.index_select(0, win)
+    za, zc = za.index_select(0, win), zc.index_select(0, win)
+    return _BandHits(
+        band_pixel,
+        first.index_select(0, owner),
+        second.index_select(0, owner),
+        *(t.index_select(0, win) for t in (edge.dx, edge.dy, edge.ex, edge.ey, edge.inv_length)),
+        side.index_select(0, owner),
+        edge.t.index_select(0, win),
+        edge.cross.index_select(0, win),
+        1 / za,
+        1 / zc,
+        edge.alpha.index_select(0, win),
+        z_edge.index_select(0, win),
+    )
+
+
+class _EdgeAt(NamedTuple):
+    """An edge A -> C against a pixel centre P, all (M,): d = P - A, e = C - A."""
+
+    dx: torch.Tensor
+    dy: torch.Tensor
+    ex: torch.Tensor
+    ey: torch.Tensor
+    inv_length: torch.Tensor
+    t: torch.Tensor
+    cross: torch.Tensor
+    alpha: torch.Tensor
+    in_band: torch.Tensor  # bool
+
+    @staticmethod
+    def of(
+        px: torch.Tensor,
+        py: torch.Tensor,
+        ax: torch.Tensor,
+        ay: torch.Tensor,
+        ex: torch.Tensor,
+        ey: torch.Tensor,
+        inv_length: torch.Tensor,
+        side: torch.Tensor,
+    ) -> _EdgeAt:
+        """alpha = 1 - (distance of the pixel centre from the edge's line on its outer side,
+        pixels); in_band: the distance is in (0, 1) and the centre projects onto the segment
+        (parameter t in [0, 1]). Only where in_band is alpha the band's weight."""
+        dx, dy = px - ax, py - ay
+        t = (dx * ex + dy * ey) * (inv_length * inv_length)
+        cross = ex * dy - ey * dx
+        outward = -side * cross * inv_length
+        in_band = (outward > 0) & (outward < 1) & (t >= 0) & (t <= 1)
+        return _EdgeAt(dx, dy, ex, ey, inv_length, t, cross, 1 - outward, in_band)
+
+
+def _project(
+    vertices: torch.Tensor, K: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 3) vertices, (B, 3, 3) K -> xy (2, B, N) pixel planes, z (B, N), 1 / (K v)_z."""
+    p = torch.bmm(K, vertices.transpose(1, 2))  # (B, 3, N): rows contiguous
+    inv_w = 1 / p[:, 2]
+    xy = p.new_empty(2, *inv_w.shape)  # written in place: no transposed copy
+    torch.mul(p[:, 0], inv_w, out=xy[0])
+    torch.mul(p[:, 1], inv_w, out=xy[1])
+    return xy, vertices[..., 2].contiguous(), inv_w
+
+
+class _Rasterise(torch.autograd.Function):
+    """(vertices (B, N, 3), K (B, 3, 3)) -> flat (B*H*W,) depth, coverage and covered, with a
+    hand-written backward pass.
+
+    Autograd over the same arithmetic builds a graph of dozens of small ops per call, and the
+    forward pass had to evaluate the winners a second time to build it; here the forward pass
+    keeps the winners' intermediate values and the backward pass is a few vector ops and one
+    index_add per coordinate. Its formulas are written out in `_face_grads`, `_band_grads` and
+    `_project_grads`, and tested in float64 against finite differences and against autograd
+    of the direct depth formula (tests/render/test_depth_raster_backward.py).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        vertices: torch.Tensor,
+        K: torch.Tensor,
+        topology: MeshTopology,
+        closed: bool,
+        height: int,
+        width: int,
+        near: float,
+        cull_back_faces: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = vertices.shape[0]
+        if batch * topology.faces.shape[0] > _LOW32:
+            raise ValueError("render_depth: batch x faces must stay below 2 ** 32")
+        xy, z, inv_w = _project(vertices, K)
+        frame = _FaceFrame.of(xy, z, topology.faces, near)
+        drawn = _drawn(frame, z, near, batch, cull_back_faces)
+        keys = _zbuffer(frame, drawn, batch, height, width)
+        covered = keys < _FAR_KEY
+        hits = _face_hits(xy, z, topology.faces, keys, covered, width)
+        depth = xy.new_zeros(covered.numel()).index_copy_(0, hits.pixel, hits.depth)
+        coverage = covered.to(xy.dtype)
+        band = _band_hits(xy, z, frame, topology, closed, depth, covered, height, width)
+        if band is not None:
+            under = covered.index_select(0, band.pixel)
+            behind = depth.index_select(0, band.pixel)
+            blend = band.alpha * band.depth + (1 - band.alpha) * behind
+            depth.index_copy_(0, band.pixel, torch.where(under, blend, band.depth))
+            coverage.index_copy_(
+                0, band.pixel, torch.where(under, torch.ones_like(band.alpha), band.alpha)
+            )
+            ctx.under, ctx.behind = under, behind
+        ctx.save_for_backward(vertices, K)
+        ctx.hits, ctx.band, ctx.xy, ctx.inv_w = hits, band, xy, inv_w
+        ctx.mark_non_differentiable(covered)
+        return depth, coverage, covered
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        grad_depth: torch.Tensor,
+        grad_coverage: torch.Tensor,
+        _: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, ...]:
+        vertices, K = ctx.saved_tensors
+        hits, band = ctx.hits, ctx.band
+        batch, n = vertices.shape[:2]
+        grad_x, grad_y, grad_z = (grad_depth.new_zeros(batch * n) for _ in range(3))
+        parts = _Grads([], [], [], [])
+        grad_face = grad_depth
+        if band is not None:
+            under = ctx.under
+            g = grad_depth.index_select(0, band.pixel)
+            # Over a farther surface: depth = alpha z_edge + (1 - alpha) behind, coverage 1;
+            # over background: depth = z_edge, coverage = alpha.
+            g_alpha = torch.where(
+                under, g * (band.depth - ctx.behind), grad_coverage.index_select(0, band.pixel)
+            )
+            g_edge = torch.where(under, g * band.alpha, g)
+            grad_face = grad_depth.index_copy(
+                0, band.pixel, torch.where(under, g * (1 - band.alpha), g)
+            )
+            _band_grads(band, g_alpha, g_edge, parts)
+        if hits.pixel.numel():
+            _face_grads(hits, grad_face.index_select(0, hits.pixel), parts)
+        if parts.vertex:
+            vertex = torch.cat(parts.vertex)
+            for grad, part in ((grad_x, parts.x), (grad_y, parts.y), (grad_z, parts.z)):
+                grad.index_add_(0, vertex, torch.cat(part))
+        grad_v, grad_K = _project_grads(
+            vertices,
+            K,
+            ctx.xy,
+            ctx.inv_w,
+            grad_x.view(batch, n),
+            grad_y.view(batch, n),
+            grad_z.view(batch, n),
+            ctx.needs_input_grad[1],
+        )
+        return grad_v, grad_K, None, None, None, None, None, None
+
+
+def _drawn(
+    frame: _FaceFrame, z: torch.Tensor, near: float, batch: int, cull: bool | None
+) -> torch.Tensor:
+    """(B*F,) the faces that enter the z-buffer: float 0 / 1, or bool where the frame has an
+    `ok` mask. cull: False none culled, True those wound clockwise seen from outside, None per
+    mesh by its enclosed volume (a closed, consistently wound mesh; see `render_depth`)."""
+    # Counter-clockwise seen from outside is clockwise on the image (y points down): a
+    # negative signed area. outside: per mesh, the sign of the area of a face seen from
+    # outside (its back), 0 to cull none.
+    if cull is None:
+        # (x, y, z) -> (pixel x, pixel y, z) keeps orientations (its Jacobian determinant is
+        # fx fy / z^2 > 0), so by the divergence theorem the volume a closed mesh encloses
+        # there, sum_f (area_f / 2) (mean corner z), is positive when its faces are wound
+        # counter-clockwise seen from outside and negative when clockwise. Meshes reaching the
+        # near plane, or whose sum is not finite, are not culled.
+        volume = frame.area * (frame.z[0] + frame.z[1] + frame.z[2])
+        volume = volume.view(batch, -1).sum(1)
+        outside = volume.sign()
+        if frame.ok is not None:
+            whole = volume.isfinite() & (z > near).all(1)
+            outside = torch.where(whole, outside, 0)
+        outside = outside.unsqueeze(1)
+    else:
+        outside = frame.area.new_full((1, 1), 1.0 if cull else 0.0)
+    area = frame.area.view(batch, -1)
+    if frame.ok is not None:
+        culled = (area * outside > 0) & (outside != 0)
+        return frame.ok & ~culled.view(-1)
+    # Float arithmetic on sign(area) (0 for a degenerate face): front faces -> 1, back faces
+    # -> 0 where culled, 1 where not.
+    side = area.sign()
+    drawn = (side * outside).neg_().clamp_min_(0)  # front faces of culled meshes
+    if bool((outside == 0).any()):
+        drawn = drawn + side.abs() * (1 - outside.abs())  # every face of the others
+    return drawn.view(-1)
+
+
+def _project_grads(
+    vertices: torch.Tensor,
+    K: torch.Tensor,
+    xy: torch.Tensor,
+    inv_w: torch.Tensor,
+    grad_x: torch.Tensor,
+    grad_y: torch.Tensor,
+    grad_z: torch.Tensor,
+    with_K: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gradients of the vertices (B, N, 3) and of K (B, 3, 3) (None unless `with_K`) from those
+    of the pixel planes and the depth (B, N) each.
+
+    With p = K v, x = p_0 / p_2, y = p_1 / p_2, z = v_z: d(loss)/dp = (a, b, -(a x + b y)) with
+    a = g_x / p_2, b = g_y / p_2; then d(loss)/dv = K^T d(loss)/dp (+ g_z on v_z) and
+    d(loss)/dK = d(loss)/dp v^T, summed over the vertices.
+    """
+    grad_p = inv_w.new_empty(inv_w.shape[0], 3, inv_w.shape[1])  # (B, 3, N), filled in place
+    a = torch.mul(grad_x, inv_w, out=grad_p[:, 0])
+    b = torch.mul(grad_y, inv_w, out=grad_p[:, 1])
+    torch.mul(a, xy[0], out=grad_p[:, 2]).addcmul_(b, xy[1]).neg_()
+    grad_v = torch.bmm(grad_p.transpose(1, 2), K)
+    grad_v[..., 2] += grad_z
+    grad_K = torch.bmm(grad_p, vertices) if with_K else None
+    return grad_v, grad_K
+
+
+class _Grads(NamedTuple):
+    """Contributions to the flat vertex gradients: vertex index and d(loss)/d(x, y, z), lists
+    of (M,) tensors, summed into the gradients by one index_add per coordinate."""
+
+    vertex: list[torch.Tensor]
+    x: list[torch.Tensor]
+    y: list[torch.Tensor]
+    z: list[torch.Tensor]
+
+
+def _face_grads(hits: _FaceHits, grad: torch.Tensor, out: _Grads) -> None:
+    """Appends d(loss)/d(corner x, y, z) of the winners' depth D = A / S to `out`.
+
+    A = w_0 + w_1 + w_2 (twice the area, from w_k = dx_{k+1} dy_{k+2} - dx_{k+2} dy_{k+1},
+    d = corner - pixel centre), S = sum_k w_k / z_k. Then dD/dw_k = (D / A)(1 - D / z_k),
+    dD/dz_k = D^2 w_k / (A z_k^2), and by the chain rule through w:
+    dD/dx_j = g_{j-1} dy_{j+1} - g_{j+1} dy_{j-1}, dD/dy_j = g_{j+1} dx_{j-1} - g_{j-1} dx_{j+1}
+    (indices mod 3, g_k = dD/dw_k). grad (M,) is d(loss)/dD.
+    """
+    q = grad * hits.depth / hits.area
+    g = [q * (1 - hits.depth * hits.inv_z[k]) for k in range(3)]
+    for j in range(3):
+        before, after = (j + 2) % 3, (j + 1) % 3
+        out.vertex.append(hits.corner[j])
+        out.x.append(g[before] * hits.dy[after] - g[after] * hits.dy[before])
+        out.y.append(g[after] * hits.dx[before] - g[before] * hits.dx[after])
+        out.z.append(q * hits.depth * hits.w[j] * hits.inv_z[j] ** 2)
+
+
+def _band_grads(band: _BandHits, g_alpha: torch.Tensor, g_edge: torch.Tensor, out: _Grads) -> None:
+    """Appends d(loss)/d(end x, y, z) of the band's alpha and edge depth to `out`.
+
+    With e = C - A, d = P - A, L = |e|, u = cross(e, d) / L: alpha = 1 + side * u (in the band),
+    t = (d . e) / L^2, z_edge = 1 / ((1 - t) / z_A + t / z_C). Derivatives by C:
+    du/dC = (d_y, -d_x) / L - u e / L^2, dt/dC = (d - 2 t e) / L^2; by A: minus those, plus
+    (e_y, -e_x) / L and -e / L^2 (moving A moves d as well). g_alpha, g_edge (K,) are
+    d(loss)/d(alpha) and d(loss)/d(z_edge).
+    """
+    inv_l = band.inv_length
+    inv_l2 = inv_l * inv_l
+    g_u = g_alpha * band.side
+    u_l2 = band.cross * inv_l * inv_l2  # u / L^2
+    ze2 = band.depth * band.depth
+    g_t = g_edge * ze2 * (band.inv_za - band.inv_zc)
+    gcx = g_u * (band.dy * inv_l - u_l2 * band.ex) + g_t * (band.dx - 2 * band.t * band.ex) * inv_l2
+    gcy = (
+        g_u * (-band.dx * inv_l - u_l2 * band.ey) + g_t * (band.dy - 2 * band.t * band.ey) * inv_l2
+    )
+    gax = g_u * band.ey * inv_l - g_t * band.ex * inv_l2 - gcx
+    gay = -g_u * band.ex * inv_l - g_t * band.ey * inv_l2 - gcy
+    g_z = g_edge * ze2
+    out.vertex.extend((band.first, band.second))
+    out.x.extend((gax, gcx))
+    out.y.extend((gay, gcy))
+    out.z.extend((g_z * (1 - band.t) * band.inv_za**2, g_z * band.t * band.inv_zc**2))
