@@ -185,7 +185,8 @@ def main() -> None:
         f"threads, {time.strftime('%Y-%m-%d')}. Forward passes, median ms per batch "
         f"({'CPU time of the one thread' if args.cpu_time else 'wall time'}); "
         "as trained: eval mode under no_grad; inference copy: `handshape.nets.inference."
-        "for_inference` (batch norms folded, channels_last) under inference_mode, what "
+        "for_inference` (batch norms folded, the linear pose regressor collapsed into one "
+        "matrix, channels_last) under inference_mode, what "
         "`handshape predict` runs. The paper reports 12.6 (hourglass) + 4.7 (encoder + Graph "
         "CNN) + 2.6 (pose regressor) = 19.9 ms per image on a GTX 1080.",
         "",
