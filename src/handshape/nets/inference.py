@@ -79,14 +79,7 @@ def fold_batch_norms(module: nn.Module) -> int:
 
 def _fold_node_norm(conv: MeshChebConv, norm: NodeBatchNorm) -> MeshChebConv:
     """A copy of ``conv`` that applies ``norm``'s running-statistics affine map to its output."""
-    bn = norm.norm
-    assert bn.running_mean is not None and bn.running_var is not None
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = norm.running_affine()
     fused = copy.deepcopy(conv)
     with torch.no_grad():
         for lin in fused.lins:  # lin.weight (C_out, C_in): scale the output channels

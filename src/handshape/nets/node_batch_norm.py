@@ -37,20 +37,26 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("real_mask", real.clone(), persistent=False)
         self.num_nodes = int(real.numel())
 
+    def running_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift), each (C,): what normalising with the running statistics does to a
+        real node, y = x * scale + shift."""
+        norm = self.norm
+        assert norm.running_mean is not None and norm.running_var is not None
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        shift = -norm.running_mean * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias
+        return scale, shift
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[-1]
         dim = 0 if self.node_dim == 0 else x.dim() - 2
         if not self.training and self.norm.running_var is not None:
             # Running statistics: a per-channel affine map, applied to every slot at once and
             # the fake slots zeroed after (no gather/scatter: this is the inference path).
-            norm = self.norm
-            assert norm.running_mean is not None and norm.running_var is not None
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight
-            shift = -norm.running_mean * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias
+            scale, shift = self.running_affine()
             mask = self.real_mask.view(-1, *([1] * (x.dim() - dim - 1)))
             return torch.where(mask, x * scale + shift, 0.0)
         real = x.index_select(dim, self.real)
