@@ -277,6 +277,24 @@ def test_float32_agrees_with_float64(hand: HandModel) -> None:
     assert v32.grad is not None and torch.isfinite(v32.grad).all() and v32.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_mixed_precision_renders_in_float32(hand: HandModel, dtype: torch.dtype) -> None:
+    """Fine-tuning runs under autocast (precision 16-mixed): the renderer must neither index
+    pixels in half precision nor mix dtypes; a batch of 32 reaches past 2^15 pixels."""
+    size, batch = 32, 32
+    v = posed_hand(hand, "fist", 5).float()
+    K = crop_intrinsics(size).float()
+    expected = render_depth(v.to(dtype).float()[None], hand.faces, K, size, size)
+    vertices = v.expand(batch, -1, -1).to(dtype).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = render_depth(vertices, hand.faces, K, size, size)
+    assert out.depth.dtype == torch.float32
+    torch.testing.assert_close(out.depth[-1], expected.depth[0], atol=0, rtol=0)
+    out.depth.sum().backward()
+    assert vertices.grad is not None and vertices.grad.dtype == dtype
+    assert torch.isfinite(vertices.grad.float()).all() and vertices.grad.float().abs().sum() > 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(hand: HandModel) -> None:
     size = 32
@@ -304,7 +322,7 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match="vertices must be a \\(B, N, 3\\)"):
         render_depth(v, faces, K, 8, 8)
     with pytest.raises(TypeError, match="vertices must be float32 or float64"):
-        render_depth(v[None].half(), faces, K, 8, 8)
+        render_depth(v[None].long(), faces, K, 8, 8)
     with pytest.raises(TypeError, match="faces must be an integer tensor"):
         render_depth(v[None], faces.double(), K, 8, 8)
     with pytest.raises(ValueError, match="faces must have shape \\(F, 3\\)"):

@@ -136,7 +136,8 @@ def render_depth(
     """Render the depth and coverage of a batch of meshes (see the module docstring).
 
     Args:
-        vertices: (B, N, 3) float32 or float64 camera-frame vertices (OpenCV frame).
+        vertices: (B, N, 3) float32 or float64 camera-frame vertices (OpenCV frame); float16
+            and bfloat16 are rendered in float32. Autocast is switched off inside.
         faces: (F, 3) integer vertex indices, or a `MeshTopology` built from them (faster when
             the same faces are drawn again and again).
         K: (B, 3, 3) or (3, 3) intrinsics of the H x W image (pixel centres at integers, last
@@ -174,6 +175,8 @@ def _render(
     cull_back_faces: bool | None,
 ) -> DepthRender:
     """`render_depth` with `_closed(topology)` given (`DepthRenderer` finds it once)."""
+    if isinstance(vertices, torch.Tensor) and vertices.dtype in (torch.float16, torch.bfloat16):
+        vertices = vertices.float()  # half precision cannot index the pixels of a batch
     _check_inputs(vertices, topology.faces, K, height, width)
     shape = (vertices.shape[0], height, width)
     if vertices.shape[0] == 0 or topology.faces.shape[0] == 0:
@@ -186,9 +189,12 @@ def _render(
         cull: bool | None = None if closed else False
     else:
         cull = bool(cull_back_faces)
-    depth, coverage, covered = _Rasterise.apply(
-        vertices, K, topology, closed, int(height), int(width), float(near), cull
-    )
+    # Autocast reaches into custom Functions; the projection and the pixel indices must stay in
+    # the vertices' precision (mixed-precision fine-tuning renders in float32).
+    with torch.autocast(vertices.device.type, enabled=False):
+        depth, coverage, covered = _Rasterise.apply(
+            vertices, K, topology, closed, int(height), int(width), float(near), cull
+        )
     return DepthRender(depth.view(shape), coverage.view(shape), covered.view(shape))
 
 
@@ -270,7 +276,10 @@ def _check_inputs(
         shape = tuple(vertices.shape) if isinstance(vertices, torch.Tensor) else type(vertices)
         raise ValueError(f"vertices must be a (B, N, 3) tensor, got {shape}")
     if vertices.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"vertices must be float32 or float64, got {vertices.dtype}")
+        raise TypeError(
+            f"vertices must be float32 or float64 (half precision is drawn in float32), "
+            f"got {vertices.dtype}"
+        )
     if not isinstance(K, torch.Tensor) or K.shape[-2:] != (3, 3) or K.ndim not in (2, 3):
         shape = tuple(K.shape) if isinstance(K, torch.Tensor) else type(K)
         raise ValueError(f"K must be a (3, 3) or (B, 3, 3) tensor, got {shape}")
