@@ -100,6 +100,11 @@ vec3 map_point(int i, vec3 p) {
 float lit_fraction(int i, vec3 p, vec3 n, vec3 l, float nl) {
     float sin_l = sqrt(max(1.0 - nl * nl, 0.0));
     vec3 q = p + n * shadow_texel[i] * (0.5 + 1.5 * sin_l);
+    // Behind a point or spot light's view (a receiver between the light and the camera) the
+    // projection mirrors: nothing there can be shadowed by what the map saw.
+    if ((shadow_matrix[i] * vec4(q, 1.0)).w <= 0.0) {
+        return 1.0;
+    }
     vec3 m = map_point(i, q);
     float layer = float(i);
     float radius = shadow_radius[i];
