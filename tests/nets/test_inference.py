@@ -111,3 +111,18 @@ def test_the_affine_regressor_refuses_a_mesh_of_another_size(hierarchy: MeshHier
     affine = collapse_pose_regressor(trained_looking(hierarchy).pose_regressor)
     with pytest.raises(ValueError, match="N \\* C"):
         affine(torch.zeros(1, 10, 3))
+
+
+def test_the_copy_can_be_made_under_inference_mode_and_leaves_the_global_rng(
+    hierarchy: MeshHierarchy,
+) -> None:
+    net = trained_looking(hierarchy)
+    image = torch.rand(2, 3, net.input_size, net.input_size)
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    with torch.inference_mode():
+        fast = for_inference(net)
+        got, expected = fast(image), net(image)
+    torch.testing.assert_close(torch.rand(3), expected_draw)
+    torch.testing.assert_close(got.joints, expected.joints, rtol=0, atol=1e-5)

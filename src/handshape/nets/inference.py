@@ -1,8 +1,9 @@
 """A copy of a network prepared for inference: normalisations folded, the joint regressor collapsed.
 
-Use it under ``torch.inference_mode()``; `handshape predict`, `handshape export` and `make bench`
-do. The original network is left untouched: training keeps its layers, state dicts keep their
-keys. Three rewrites, each exact up to rounding (tested):
+Build it anywhere (also under ``torch.inference_mode()``) and run it under
+``torch.inference_mode()``; `handshape predict`, `handshape export` and `make bench` do. The
+original network is left untouched: training keeps its layers, state dicts keep their keys.
+Three rewrites, each exact up to rounding (tested):
 
 - Every ``Conv2d`` directly followed by a ``BatchNorm2d`` in the same ``nn.Sequential`` (the stem,
   the second and third convolutions of each residual block, the post-hourglass 1x1) becomes one
@@ -132,7 +133,8 @@ def collapse_pose_regressor(
         weight, bias = weight.reshape(outputs, n * c), out[0].detach().clone()
         affine = AffineJointRegressor(weight, bias, j)
         with torch.no_grad():
-            probe = torch.randn(2, n, c, dtype=param.dtype, device=param.device)
+            gen = torch.Generator(device=param.device).manual_seed(0)  # leave the global RNG
+            probe = torch.randn(2, n, c, generator=gen, dtype=param.dtype, device=param.device)
             expected, got = regressor(probe), affine(probe)
     error = float((got - expected).abs().max())
     if error > tolerance * max(1.0, float(expected.abs().max())):
@@ -147,11 +149,14 @@ def for_inference(net: nn.Module, channels_last: bool = True) -> nn.Module:
     (same outputs up to rounding) and, with ``channels_last``, its convolution weights in NHWC,
     which oneDNN's CPU kernels prefer (the input follows: convolutions keep the layout of their
     weights)."""
-    fast = copy.deepcopy(net).eval()
-    fold_batch_norms(fast)
-    regressor = getattr(fast, "pose_regressor", None)
-    if isinstance(regressor, PoseRegressor):
-        fast.pose_regressor = collapse_pose_regressor(regressor)
-    if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)
+    # Copies made under inference_mode would be inference tensors, which the collapse's
+    # backward pass cannot use: build the copy outside it, wherever this is called from.
+    with torch.inference_mode(False):
+        fast = copy.deepcopy(net).eval()
+        fold_batch_norms(fast)
+        regressor = getattr(fast, "pose_regressor", None)
+        if isinstance(regressor, PoseRegressor):
+            fast.pose_regressor = collapse_pose_regressor(regressor)
+        if channels_last:
+            fast = fast.to(memory_format=torch.channels_last)
     return fast
