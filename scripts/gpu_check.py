@@ -134,9 +134,11 @@ def latency(net: HandNet, device: torch.device, repeat: int, compile_: bool) -> 
     if compile_:
         with torch.no_grad():
             compiled = _compiled(fast, device)
-            out["compiled_fp32_ms"] = _median_ms(lambda: compiled(image), device, repeat)
+            out["inference_compiled_fp32_ms"] = _median_ms(lambda: compiled(image), device, repeat)
             compiled = _compiled(fast_bf16, device)
-            out["compiled_bf16_ms"] = _median_ms(lambda: compiled(image_bf16), device, repeat)
+            out["inference_compiled_bf16_ms"] = _median_ms(
+                lambda: compiled(image_bf16), device, repeat
+            )
     return out
 
 
@@ -156,7 +158,7 @@ def throughput(net: HandNet, device: torch.device, batch: int, compile_: bool) -
         if compile_:
             compiled = torch.compile(fast)
             ms = _median_ms(lambda: compiled(image_bf16), device, 5)
-            out["compiled_bf16_images_per_s"] = batch / (ms / 1000)
+            out["inference_compiled_bf16_images_per_s"] = batch / (ms / 1000)
     return out
 
 

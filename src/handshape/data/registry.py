@@ -146,14 +146,14 @@ DATASETS: dict[str, DataSpec] = {
         datamodule=_real_datamodule,
         eval_dataset=lambda root, split: RHDDataset(root, split, depth=False, train=False),
         default_split="evaluation",
-        labels=frozenset({"joints_2d", "joints_3d", "depth", "mask"}),
+        labels=frozenset({"joints_2d", "joints_3d", "mask"}),  # depth: fine-tuning reads it
     ),
     "stb": DataSpec(
         prepare=_read_in_place,
         datamodule=_real_datamodule,
         eval_dataset=_stb_eval,
         default_split="test",
-        labels=frozenset({"joints_2d", "joints_3d", "depth"}),
+        labels=frozenset({"joints_2d", "joints_3d"}),  # depth: fine-tuning reads it
     ),
     "freihand": DataSpec(
         prepare=_read_in_place,

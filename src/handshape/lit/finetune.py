@@ -309,7 +309,7 @@ class FinetuneModule(pl.LightningModule):
         errors = camera_errors(self.net, batch)
         for key in ("mesh_error", "pose_error"):
             if key in errors:
-                self._epoch.add(key, errors[key].mean(), size)
+                self._epoch.add(key, errors[key].mean(), len(errors[key]))
         if "joint_errors" in errors:
             self._epoch.add_errors(errors["joint_errors"])
 
