@@ -123,3 +123,12 @@ def test_evaluation_reads_the_benchmark_split_without_augmentation(roots: dict) 
     assert not data[0]["has_depth"]  # scores never read depth
     with pytest.raises(FileNotFoundError, match="STB"):
         eval_dataset("stb", roots["rhd"])  # the layout names what is missing
+
+
+def test_a_misspelt_generator_setting_is_refused_even_for_a_real_set(roots: dict) -> None:
+    from handshape.data.registry import prepare_data
+
+    cfg = config("data.name=rhd", f"data.root={roots['rhd']}", "+data.settings.view_conee=30")
+    with pytest.raises(ValueError, match="view_conee"):
+        prepare_data(cfg)
+    prepare_data(config("data.name=rhd", f"data.root={roots['rhd']}"))  # the defaults pass

@@ -210,7 +210,11 @@ def data_labels(cfg: Mapping[str, Any]) -> frozenset[str]:
 
 
 def prepare_data(cfg: Mapping[str, Any], workers: int = 1) -> None:
-    """Make the experiment's data where it is missing (synthetic) or check it is there."""
+    """Make the experiment's data where it is missing (synthetic) or check it is there.
+
+    `data.settings` (an open section, checked by the generator) is checked here whatever the
+    data set: a misspelt generator setting is an error even when no synthetic data is made."""
+    synthetic.generator_config(cfg["data"])
     spec(_cfg_name(cfg)).prepare(cfg, workers)
 
 
