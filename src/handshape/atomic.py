@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(
@@ -40,3 +42,17 @@ def atomic_write(
 def atomic_write_text(path: Path, text: str) -> Path:
     """`atomic_write` of a text file (UTF-8). Returns `path`."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def record_once(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Write `record` as JSON to `path` (atomically) unless the file exists; return what the
+    file already holds when that differs from `record` (the caller refuses), else None.
+
+    For a folder that must only ever hold the results of one kind of run (a cache keyed by
+    its inputs, an output folder): the first run records what it is, later runs compare."""
+    path = Path(path)
+    if path.is_file():
+        before = json.loads(path.read_text())
+        return None if before == record else before
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True))
+    return None

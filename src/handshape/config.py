@@ -111,14 +111,20 @@ def _check_known(known: DictConfig, delta: Any, source: str, prefix: str = "") -
             _check_known(known, value, source, f"{path}.")
 
 
-def _merge_checked(known: DictConfig, delta: DictConfig, source: str) -> DictConfig:
-    _check_known(known, delta, source)
+def _merge(base: DictConfig, delta: DictConfig, source: str) -> DictConfig:
+    """OmegaConf's merge, its errors (e.g. a scalar where the base has a section) naming
+    `source`."""
     try:
-        merged = OmegaConf.merge(known, delta)
-    except Exception as err:  # e.g. a scalar where the base has a section
+        merged = OmegaConf.merge(base, delta)
+    except Exception as err:
         raise ValueError(f"{source}: {err}") from err
     assert isinstance(merged, DictConfig)
     return merged
+
+
+def _merge_checked(known: DictConfig, delta: DictConfig, source: str) -> DictConfig:
+    _check_known(known, delta, source)
+    return _merge(known, delta, source)
 
 
 def _apply_override(cfg: DictConfig, override: str) -> DictConfig:
@@ -136,12 +142,7 @@ def _apply_override(cfg: DictConfig, override: str) -> DictConfig:
         raise ValueError(f"override '{override}': '{key}' exists already; drop the '+'")
     if not add and not _is_open(key):
         _check_known(cfg, parsed, f"override '{override}'")
-    try:
-        merged = OmegaConf.merge(cfg, parsed)
-    except Exception as err:  # e.g. a scalar where the config has a section
-        raise ValueError(f"bad override '{override}': {err}") from err
-    assert isinstance(merged, DictConfig)
-    return merged
+    return _merge(cfg, parsed, f"bad override '{override}'")
 
 
 def load_experiment(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from handshape.atomic import atomic_write, atomic_write_text
+from handshape.atomic import atomic_write, record_once
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +84,11 @@ def build_pseudo_gt(
     num = len(dataset)  # type: ignore[arg-type]
     manifest = {"num": num, "chunk": int(chunk), **(key or {})}
     path = folder / "manifest.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != manifest:
-            raise ValueError(
-                f"{path}: made for {before}, not {manifest}; delete {folder} to rebuild it"
-            )
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True))
+    before = record_once(path, manifest)
+    if before is not None:
+        raise ValueError(
+            f"{path}: made for {before}, not {manifest}; delete {folder} to rebuild it"
+        )
     todo = [(k, r) for k, r in _chunks(num, chunk) if not _chunk_path(folder, k).is_file()]
     if todo:
         total = -(-num // chunk)

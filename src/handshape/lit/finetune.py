@@ -27,7 +27,6 @@ scale-normalised coordinates (xyz / scale; both terms ignore a shared translatio
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -42,9 +41,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from handshape import losses
-from handshape.atomic import atomic_write_text
+from handshape.atomic import record_once
 from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
+from handshape.data.rhd import RHDDataset
+from handshape.data.stb import STBDataset
 from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
@@ -424,23 +425,16 @@ def target_datasets(cfg: Mapping[str, Any], size: int) -> dict[str, Dataset]:
     if name == "demo":
         sets = DemoDataModule.from_config(cfg).datasets()
         return {"train": sets["train"], "plain": sets["train"], "val": sets["val"]}
-    if name == "rhd":
-        from handshape.data.rhd import RHDDataset
-
-        options = {"size": size, "augmentation": cfg["data"]["augmentation"]}
+    if name in ("rhd", "stb"):
+        kind, train_split, val_split = {
+            "rhd": (RHDDataset, "training", "evaluation"),
+            "stb": (STBDataset, "train", "test"),
+        }[name]
+        augmentation = cfg["data"]["augmentation"]
         return {
-            "train": RHDDataset(root, "training", train=True, **options),
-            "plain": RHDDataset(root, "training", size=size),
-            "val": RHDDataset(root, "evaluation", size=size),
-        }
-    if name == "stb":
-        from handshape.data.stb import STBDataset
-
-        options = {"size": size, "augmentation": cfg["data"]["augmentation"]}
-        return {
-            "train": STBDataset(root, "train", train=True, **options),
-            "plain": STBDataset(root, "train", size=size),
-            "val": STBDataset(root, "test", size=size),
+            "train": kind(root, train_split, train=True, size=size, augmentation=augmentation),
+            "plain": kind(root, train_split, size=size),
+            "val": kind(root, val_split, size=size),
         }
     raise ValueError(f"data.name={name}: weak supervision reads demo, rhd or stb")
 
@@ -475,15 +469,12 @@ def check_source(out: Path, source: dict[str, str]) -> None:
     """Record what a fine-tuning output folder starts from (out/source.json); raise ValueError
     when it holds a run from another bundle or data set (its stages would be stale)."""
     path = out / "source.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != source:
-            raise ValueError(
-                f"{path}: {out} holds a fine-tuning of {before}, not {source}; choose another "
-                "finetune.output or delete it"
-            )
-        return
-    atomic_write_text(path, json.dumps(source, indent=1, sort_keys=True))
+    before = record_once(path, source)
+    if before is not None:
+        raise ValueError(
+            f"{path}: {out} holds a fine-tuning of {before}, not {source}; choose another "
+            "finetune.output or delete it"
+        )
 
 
 def run_finetune(
