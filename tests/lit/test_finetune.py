@@ -15,7 +15,6 @@ import pytest
 import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 
 from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.geometry.camera import hand_scale, project
@@ -28,6 +27,7 @@ from handshape.lit.finetune import (
     run_finetune,
     scale_intrinsics,
 )
+from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -139,12 +139,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with torch.no_grad():  # the mesh head starts at zero: a mesh worth rendering needs weights
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    bundle = base / "bundle"
-    bundle.mkdir()
-    save_file(
-        {k: v.contiguous() for k, v in net.state_dict().items()}, bundle / "model.safetensors"
-    )
-    (bundle / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    bundle = write_bundle(net.state_dict(), cfg, base / "bundle")
     return {"base": base, "synth": synth, "net": net, "cfg": plain, "bundle": bundle}
 
 

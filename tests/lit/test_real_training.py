@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from handshape.atomic import atomic_write_text
 from handshape.cli import main
 from handshape.config import load_experiment
 from handshape.lit.pretrain import PretrainModule, labelled, prepare_batch
-from handshape.lit.train import run_pretraining
+from handshape.lit.train import run_pretraining, write_bundle
 from handshape.nets.network import HandNet
 from real_formats import make_rhd
 
@@ -39,11 +38,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(123)
     net = HandNet.from_config(cfg)
     folder = tmp_path_factory.mktemp("bundle")
-    save_file(
-        {k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors"
-    )
-    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    return folder
+    return write_bundle(net.state_dict(), cfg, folder)
 
 
 def test_terms_use_only_the_samples_that_carry_their_label() -> None:

@@ -27,6 +27,7 @@ from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.scene import SynthConfig
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
+from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +103,6 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.n
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained bundle whose config names a tiny synthetic set as its training data."""
-    from safetensors.torch import save_file
 
     base = tmp_path_factory.mktemp("bundle")
     synth = dataclasses.replace(
@@ -116,11 +116,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hierarchy = mesh_hierarchy(hand.data.faces, hand.num_vertices, cfg["model"]["graph_levels"])
     torch.manual_seed(0)
     net = HandNet(OmegaConf.create(cfg["model"]), hierarchy, hand)
-    out = base / "bundle"
-    out.mkdir()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "model.safetensors")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    return out
+    return write_bundle(net.state_dict(), cfg, base / "bundle")
 
 
 def test_rhd_fingers_are_reordered_base_to_tip() -> None:

@@ -12,12 +12,12 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 from PIL import Image
-from safetensors.torch import save_file
 
 from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.geometry.camera import project
 from handshape.handmodel.model import HandModel
 from handshape.lit.pretrain import overlay_row
+from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
 from handshape.studies.spec import load_study
@@ -41,12 +41,7 @@ def test_weak_study_end_to_end(tmp_path: Path) -> None:
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    save_file(
-        {k: v.contiguous() for k, v in net.state_dict().items()}, bundle / "model.safetensors"
-    )
-    (bundle / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    bundle = write_bundle(net.state_dict(), cfg, tmp_path / "bundle")
     study_file = tmp_path / "weak.yaml"
     shipped = yaml.safe_load((PACKAGE_CONFIGS / "study" / "weak.yaml").read_text())
     variants = {k: shipped["variants"][k] for k in ("Pretrained", "+ L_D", "+ 10 L_J")}

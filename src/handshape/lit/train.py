@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,20 +160,26 @@ def train_stage(
     return last
 
 
-def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
-    """safetensors weights of the network and the resolved config: what inference needs."""
+def write_bundle(state: Mapping[str, torch.Tensor], cfg: Any, out: Path) -> Path:
+    """An inference bundle in `out`: the network's state dict as safetensors weights and the
+    resolved config (a dict or DictConfig), what inference needs. Returns `out`."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.contiguous() for k, v in state.items()}
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(weights, tmp), durable=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    return out
+
+
+def export_bundle(cfg: dict[str, Any], checkpoint: Path, out: Path) -> Path:
+    """The bundle (`write_bundle`) of the network in a training checkpoint."""
     state = {
-        k.removeprefix("net."): v.contiguous()
+        k.removeprefix("net."): v
         for k, v in checkpoint_weights(checkpoint).items()
         if k.startswith("net.")
     }
-    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp), durable=True)
-    config_yaml = OmegaConf.to_yaml(OmegaConf.create(cfg))
-    atomic_write_text(out / "config.yaml", config_yaml)
-    return out
+    return write_bundle(state, cfg, out)
 
 
 def best_or_last(folder: Path) -> Path:
