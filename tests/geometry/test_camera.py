@@ -13,6 +13,8 @@ from handshape.geometry.camera import (
     heatmaps,
     pixels_to_uv,
     project,
+    resize_pixels,
+    scale_intrinsics,
     to_uvd,
     uv_to_pixels,
 )
@@ -131,3 +133,12 @@ def test_heatmap_valid_mask_zeroes_maps() -> None:
     h = heatmaps(joints, 256, valid=valid)
     assert (h.amax(dim=(2, 3)) > 0.99).eq(valid).all()
     assert h[0, 1].abs().max() == 0 and h[1, 0].abs().max() == 0
+
+
+def test_scaled_intrinsics_keep_pixel_centres() -> None:
+    K = torch.tensor([[[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]]])
+    point = torch.tensor([[[0.01, -0.02, 0.5]]])
+    small = scale_intrinsics(K, 64, 32)
+    expected = (project(point, K) + 0.5) * 0.5 - 0.5
+    torch.testing.assert_close(project(point, small), expected)
+    torch.testing.assert_close(project(point, small), resize_pixels(project(point, K), 64, 32))

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from handshape.config import PACKAGE_CONFIGS, load_experiment
-from handshape.geometry.camera import hand_scale, project
+from handshape.geometry.camera import hand_scale
 from handshape.lit import finetune as finetune_mod
 from handshape.lit.finetune import (
     FinetuneModule,
@@ -25,7 +25,6 @@ from handshape.lit.finetune import (
     pseudo_gt_predictor,
     root_from_depth,
     run_finetune,
-    scale_intrinsics,
 )
 from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
@@ -66,14 +65,6 @@ def test_root_from_depth_is_the_median_hand_reading_near_the_wrist_plus_the_inse
     torch.testing.assert_close(
         root, torch.stack([inner + 0.01, torch.tensor(0.71), torch.tensor(0.5)])
     )
-
-
-def test_scaled_intrinsics_keep_pixel_centres() -> None:
-    K = torch.tensor([[[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]]])
-    point = torch.tensor([[[0.01, -0.02, 0.5]]])
-    small = scale_intrinsics(K, 64, 32)
-    expected = (project(point, K) + 0.5) * 0.5 - 0.5
-    torch.testing.assert_close(project(point, small), expected)
 
 
 def weak_batch(labelled: bool) -> dict[str, torch.Tensor]:

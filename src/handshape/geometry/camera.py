@@ -26,6 +26,8 @@ __all__ = [
     "heatmaps",
     "pixels_to_uv",
     "project",
+    "resize_pixels",
+    "scale_intrinsics",
     "to_uvd",
     "uv_to_pixels",
 ]
@@ -121,6 +123,22 @@ def from_uvd(
     rays = torch.linalg.solve(K, homog.transpose(-1, -2)).transpose(-1, -2)  # K^-1 (px, py, 1)
     # Divide by the ray's z so that a K whose last row is not exactly (0, 0, 1) stays consistent.
     return rays * (z / rays[..., 2])[..., None]
+
+
+def resize_pixels(points: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    """(..., 2) pixel positions in a src-px square crop -> the same points once the crop is
+    resized to dst px (pixel centres at integers, as `project`)."""
+    return (points.float() + 0.5) * (dst / src) - 0.5
+
+
+def scale_intrinsics(K: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    """K (B, 3, 3) of a src-px square crop -> K of the same crop resized to dst px (pixel
+    centres at integers, as `project` assumes)."""
+    factor = dst / src
+    out = K.clone().float()
+    out[:, :2, :2] *= factor
+    out[:, :2, 2] = (out[:, :2, 2] + 0.5) * factor - 0.5
+    return out
 
 
 def heatmaps(

@@ -46,11 +46,11 @@ from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
-from handshape.geometry.camera import from_uvd, hand_scale, heatmaps
+from handshape.geometry.camera import from_uvd, hand_scale, scale_intrinsics
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
 from handshape.lit.epoch_metrics import EpochMetrics
-from handshape.lit.pretrain import make_optimizer
+from handshape.lit.pretrain import joint_heatmaps, make_optimizer, resize_image
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.nets.network import HandNet
 from handshape.render.depth_raster import DepthRenderer
@@ -68,21 +68,10 @@ __all__ = [
     "pseudo_gt_predictor",
     "root_from_depth",
     "run_finetune",
-    "scale_intrinsics",
 ]
 
 
 # ---- batch preparation ---------------------------------------------------------------------
-
-
-def scale_intrinsics(K: torch.Tensor, src: int, dst: int) -> torch.Tensor:
-    """K (B, 3, 3) of a src-px square crop -> K of the same crop resized to dst px (pixel
-    centres at integers, as `project` assumes)."""
-    factor = dst / src
-    out = K.clone().float()
-    out[:, :2, :2] *= factor
-    out[:, :2, 2] = (out[:, :2, 2] + 0.5) * factor - 0.5
-    return out
 
 
 def root_from_depth(
@@ -125,14 +114,9 @@ def prepare_weak_batch(
     """
     out = dict(batch)
     src = batch["image"].shape[-1]
-    if src != size:
-        out["image"] = F.interpolate(
-            batch["image"], size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
+    out["image"] = resize_image(batch["image"], size)
     out["K"] = scale_intrinsics(batch["K"], src, size)
-    joints_2d = (batch["joints_2d"].float() + 0.5) * size / src - 0.5
-    visible = batch["visibility"].bool() & ((joints_2d >= 0) & (joints_2d <= size - 1)).all(-1)
-    out["heatmaps"] = heatmaps(joints_2d, size, size // 4, sigma, valid=visible)
+    out["heatmaps"] = joint_heatmaps(batch["joints_2d"], src, size, sigma, batch["visibility"])
     depth = batch["depth"].float()
     labelled = batch["has_joints_3d"].bool()
     joints = batch["joints_3d"].float()
@@ -175,14 +159,8 @@ def pseudo_gt_predictor(net: HandNet, sigma: float) -> Callable[[dict[str, Any]]
     def predict(batch: dict[str, Any]) -> torch.Tensor:
         net.eval()
         image = batch["image"].float()
-        src = image.shape[-1]
-        if src != size:
-            image = F.interpolate(
-                image, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
-        joints_2d = (batch["joints_2d"].float() + 0.5) * size / src - 0.5
-        inside = ((joints_2d >= 0) & (joints_2d <= size - 1)).all(-1)
-        maps = heatmaps(joints_2d, size, size // 4, sigma, valid=inside)
+        maps = joint_heatmaps(batch["joints_2d"], image.shape[-1], size, sigma)
+        image = resize_image(image, size)
         _, features = net.hourglass(image)
         latent = net.encoder(torch.cat([maps, features], dim=1))
         assert net.head is not None
@@ -339,13 +317,10 @@ def camera_errors(net: HandNet, batch: dict[str, torch.Tensor]) -> dict[str, tor
     joints = joints[keep].float()
     image = batch["image"][keep]
     size, src = net.input_size, image.shape[-1]
-    if src != size:
-        image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+    K = scale_intrinsics(batch["K"][keep], src, size)
     with torch.no_grad():
-        out = net(image)
-        lifted = net.lift(
-            out, scale_intrinsics(batch["K"][keep], src, size), joints[:, 0, 2], hand_scale(joints)
-        )
+        out = net(resize_image(image, size))
+        lifted = net.lift(out, K, joints[:, 0, 2], hand_scale(joints))
     result = {
         "pose_error": mean_joint_error(lifted.joints, joints),
         "joint_errors": torch.linalg.vector_norm(lifted.joints - joints, dim=-1) * 1000,

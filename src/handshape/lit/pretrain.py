@@ -33,7 +33,15 @@ from pytorch_lightning.loggers import WandbLogger
 from handshape import losses
 from handshape.atomic import atomic_write
 from handshape.data.registry import data_labels
-from handshape.geometry.camera import from_uvd, hand_scale, heatmaps, project, to_uvd
+from handshape.geometry.camera import (
+    from_uvd,
+    hand_scale,
+    heatmaps,
+    project,
+    resize_pixels,
+    scale_intrinsics,
+    to_uvd,
+)
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
 from handshape.lit.epoch_metrics import EpochMetrics
@@ -135,15 +143,8 @@ def prepare_batch(
     """
     out = dict(batch)
     src = batch["image"].shape[-1]
-    factor = size / src
-    if src != size:
-        out["image"] = F.interpolate(
-            batch["image"], size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        )
-    K = batch["K"].clone().float()
-    K[:, :2, :2] *= factor
-    K[:, :2, 2] = (K[:, :2, 2] + 0.5) * factor - 0.5  # pixel centres stay at integers
-    out["K"] = K
+    out["image"] = resize_image(batch["image"], size)
+    out["K"] = K = scale_intrinsics(batch["K"], src, size)
     joints, vertices = batch["joints_3d"].float(), batch["vertices"].float()
     root, scale = joints[:, 0], hand_scale(joints)
     if "has_joints_3d" in batch:  # no 3D label: a unit scale keeps the unused targets finite
@@ -153,10 +154,33 @@ def prepare_batch(
     out["vertices_uvd"] = to_uvd(vertices, K, root[:, 2], scale, size)
     out["joints_n"] = (joints - root[:, None]) / scale[:, None, None]
     out["vertices_n"] = (vertices - root[:, None]) / scale[:, None, None]
-    joints_2d = (batch["joints_2d"].float() + 0.5) * factor - 0.5
-    inside = ((joints_2d >= 0) & (joints_2d <= size - 1)).all(-1)
-    out["heatmaps"] = heatmaps(joints_2d, size, size // 4, heatmap_sigma, valid=inside)
+    out["heatmaps"] = joint_heatmaps(batch["joints_2d"], src, size, heatmap_sigma)
     return out
+
+
+def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, S, S) crops -> (B, 3, size, size), antialiased bilinear (unchanged at S = size)."""
+    if image.shape[-1] == size:
+        return image
+    return F.interpolate(
+        image, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def joint_heatmaps(
+    joints_2d: torch.Tensor,
+    src: int,
+    size: int,
+    sigma: float,
+    visible: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, 21, size/4, size/4) target heat-maps of (B, 21, 2) joints given in a src-px crop,
+    for the network's size-px input; joints outside the crop (or not `visible`) get none."""
+    joints = resize_pixels(joints_2d, src, size)
+    valid = ((joints >= 0) & (joints <= size - 1)).all(-1)
+    if visible is not None:
+        valid = valid & visible.bool()
+    return heatmaps(joints, size, size // 4, sigma, valid=valid)
 
 
 def overlay_row(

@@ -27,9 +27,10 @@ from handshape.atomic import atomic_write, atomic_write_text
 from handshape.config import load_experiment
 from handshape.data.demo import DemoDataModule
 from handshape.evaluate import load_network
+from handshape.geometry.camera import hand_scale, scale_intrinsics
 from handshape.handmodel.model import HandModel
-from handshape.lit.finetune import evaluate_domain, run_finetune, scale_intrinsics
-from handshape.lit.pretrain import overlay_row
+from handshape.lit.finetune import evaluate_domain, run_finetune
+from handshape.lit.pretrain import overlay_row, resize_image
 from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, plot_pck
 from handshape.nets.network import HandNet
 from handshape.studies.report import label_rows
@@ -79,15 +80,11 @@ def mesh_row(
     return overlay_row({"image": image, "K": K}, vertices, None, faces, len(image))
 
 
-def _mesh_row(net: HandNet, batch: dict[str, Any], faces: np.ndarray) -> np.ndarray:
-    import torch.nn.functional as F
-
-    size, src = net.input_size, batch["image"].shape[-1]
-    image = F.interpolate(batch["image"], size=(size, size), mode="bilinear", antialias=True)
-    K = scale_intrinsics(batch["K"], src, size)
+def _mesh_row(
+    net: HandNet, batch: dict[str, Any], image: torch.Tensor, K: torch.Tensor, faces: np.ndarray
+) -> np.ndarray:
+    """`net`'s meshes on a preview batch already resized to its input (`image`, `K`)."""
     joints = batch["eval_joints_3d"].float()
-    from handshape.geometry.camera import hand_scale
-
     with torch.no_grad():
         lifted = net.eval().lift(net(image), K, joints[:, 0, 2], hand_scale(joints))
     return mesh_row(image, K, lifted.vertices, faces)
@@ -154,13 +151,10 @@ def write_weak_report(
     plot_pck(curves, out / "pck.png", title=study.title)
     batch = default_collate([val[i] for i in range(min(PREVIEW_COUNT, len(val)))])
     faces = HandModel.default().data.faces
-    rows = [_mesh_row(net, batch, faces) for net in nets.values()]
-    first = next(iter(nets.values()))
-    size = first.input_size
-    import torch.nn.functional as F
-
-    image = F.interpolate(batch["image"], size=(size, size), mode="bilinear", antialias=True)
+    size = next(iter(nets.values())).input_size  # every variant fine-tunes one network
+    image = resize_image(batch["image"], size)
     K = scale_intrinsics(batch["K"], batch["image"].shape[-1], size)
+    rows = [_mesh_row(net, batch, image, K, faces) for net in nets.values()]
     rows.append(mesh_row(image, K, batch["eval_vertices"], faces))
     grid = label_rows(np.concatenate(rows, axis=0), [*nets, "ground truth"], rows[0].shape[0])
     atomic_write(out / "meshes.png", lambda tmp: grid.save(tmp, format="PNG"))
