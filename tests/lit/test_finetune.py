@@ -285,8 +285,11 @@ def test_demo_items_carry_only_what_an_rgbd_capture_gives(setup: dict[str, Any])
     item = sets["train"][0]
     assert not item["has_joints_3d"] and torch.all(item["joints_3d"] == 0)
     assert "vertices" not in item and item["eval_vertices"].abs().sum() > 0
-    assert torch.equal(item["mask"], item["depth"] > 0)
-    clean = sets["train"].base[0]["depth"]
+    rendered = sets["train"].base[0]
+    # the hand's pixels with a reading: not the forearm, sleeve or object beside it
+    assert torch.equal(item["mask"], (item["depth"] > 0) & rendered["mask"])
+    assert item["mask"].any() and not (item["mask"] & (rendered["ids"] != 1)).any()
+    clean = rendered["depth"]
     assert (clean > 0).sum() > (item["depth"] > 0).sum()  # holes at the edges
     assert not torch.equal(item["depth"][item["mask"]], clean[item["mask"]])  # noise
     again = sets["train"][0]

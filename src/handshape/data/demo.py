@@ -7,7 +7,8 @@ gives:
 
     image (3, S, S)   blurred and noisy like a webcam (`handshape.data.sensor.degrade_image`)
     depth (S, S) m    degraded like a consumer depth sensor (`degrade_depth`), 0 = no reading
-    mask (S, S)       the hand's pixels, from the depth (the render's depth holds only the hand)
+    mask (S, S)       the hand's pixels with a depth reading (the render's id map: the forearm,
+                      sleeve and held objects have depth too but are not the hand)
     joints_2d, visibility, K of the crop
     joints_3d         zeros and has_joints_3d False, unless `finetune.demo.joints_3d` is true
 
@@ -88,7 +89,7 @@ class DemoDataset(Dataset):
         return {
             "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
             "depth": torch.from_numpy(depth),
-            "mask": torch.from_numpy(depth > 0),
+            "mask": torch.from_numpy(depth > 0) & clean["mask"],
             "joints_2d": clean["joints_2d"].float(),
             "visibility": clean["visibility"].bool(),
             "K": clean["K"].float(),
