@@ -171,6 +171,19 @@ def test_a_users_folder_wins_file_by_file(tmp_path: Path) -> None:
     assert cfg.output == "mine" and cfg.experiment == "mine"
 
 
+def test_generator_settings_are_found_in_the_users_folder_too(tmp_path: Path) -> None:
+    from handshape.data.synth.datamodule import generator_config
+
+    shipped = (PACKAGE_CONFIGS / "data" / "synthetic.yaml").read_text()
+    write(tmp_path / "data" / "mine.yaml", shipped.replace("size: 256 ", "size: 96 "))
+    cfg = load_experiment("tiny", ["data.config=mine"], configs=tmp_path)
+    assert cfg.data.config == str((tmp_path / "data" / "mine.yaml").resolve())
+    assert generator_config(cfg.data).size == 96
+    assert load_experiment("tiny").data.config == "synthetic"  # shipped: stays a name
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_experiment("tiny", ["data.config=nope"], configs=tmp_path)
+
+
 def test_an_experiment_may_be_a_yaml_path(tmp_path: Path) -> None:
     path = write(tmp_path / "elsewhere" / "run.yaml", "defaults: {train: tiny}\nseed_note: 1\n")
     with pytest.raises(ValueError, match=r"seed_note"):

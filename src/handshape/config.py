@@ -173,4 +173,10 @@ def load_experiment(
     cfg.experiment = path.stem  # the run's name; an override may rename it
     for override in overrides:
         cfg = _apply_override(cfg, override)
+    # The generator settings are a config file too: found in the user's folder first, as the
+    # groups are. Only a file outside the package is written in as its path, so configs that
+    # name a shipped file stay portable.
+    settings = config_file("data", str(cfg.data.get("config") or "synthetic"), configs)
+    if not settings.resolve().is_relative_to(PACKAGE_CONFIGS.resolve()):
+        cfg.data.config = str(settings.resolve())
     return cfg
