@@ -20,7 +20,6 @@ The registry entry for it (`data.name: demo`): prepare `ensure_demo`, datamodule
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from handshape.data.sensor import SensorModel, degrade_depth, degrade_image
 from handshape.data.synth.datamodule import generator_config
-from handshape.data.synth.generate import Plan, generate, prepare
+from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
-from handshape.handmodel.model import HandModel
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DemoDataModule", "DemoDataset", "demo_plans", "ensure_demo", "eval_split"]
 
@@ -57,13 +53,6 @@ def ensure_demo(cfg: Mapping[str, Any], workers: int = 1) -> None:
     """Generate the demo domain where missing (resuming a partial one); a set made with other
     settings is refused by the generator's manifest check."""
     for plan in demo_plans(cfg).values():
-        complete = (plan.folder / "manifest.json").exists() and all(
-            plan.shard_path(k).exists() for k in range(plan.num_shards)
-        )
-        if complete:
-            prepare(plan, HandModel.default())  # raises on other settings
-            continue
-        logger.info("generating %d demo-domain %s samples in %s", plan.num, plan.split, plan.folder)
         generate(plan, workers=workers, progress=False)
 
 

@@ -415,6 +415,9 @@ def test_a_killed_run_resumes_to_exactly_the_planned_samples(
     for key in reference:
         assert np.array_equal(result[key], reference[key]), key
     assert generate(resumed, workers=1, progress=False) == 0  # nothing left to do
+    with monkeypatch.context() as patch:  # ... and nothing started for it: no GL context
+        patch.setattr(gen, "SampleMaker", None)
+        assert generate(resumed, workers=1, progress=False) == 0
 
 
 def test_an_interrupted_shard_write_leaves_no_partial_or_temporary_file(

@@ -3,7 +3,6 @@ a LightningDataModule for training, the validation split for evaluation."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from handshape.config import config_file
-from handshape.data.synth.generate import Plan, generate, prepare
+from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import ShardGroupedSampler, SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
-from handshape.handmodel.model import HandModel
-
-logger = logging.getLogger(__name__)
 
 
 def generator_config(data: Mapping[str, Any]) -> SynthConfig:
@@ -37,14 +33,7 @@ def ensure_synthetic(cfg: Mapping[str, Any], workers: int = 1) -> None:
     root = Path(data["root"])
     synth_cfg = generator_config(data)
     for split, num in (("train", data["num_train"]), ("val", data["num_val"])):
-        plan = Plan(root, split, int(num), int(data["seed"]), synth_cfg)
-        if (root / split / "manifest.json").exists() and all(
-            plan.shard_path(k).exists() for k in range(plan.num_shards)
-        ):
-            prepare(plan, HandModel.default())  # raises, naming the manifest, on other settings
-            continue
-        logger.info("generating %s synthetic %s samples in %s", num, split, root / split)
-        generate(plan, workers=workers)
+        generate(Plan(root, split, int(num), int(data["seed"]), synth_cfg), workers=workers)
 
 
 def validation_set(root: Path, split: str) -> SyntheticDataset:

@@ -11,6 +11,7 @@ other settings into the same folder is refused.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -46,6 +47,7 @@ from handshape.render.synthetic import (
     vertex_normals,
 )
 
+logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 3  # 2: forearm, skin, objects, view prior, id map; 3: shadows
 DEPTH_UNIT = 1e-4  # metres per step of the stored uint16 depth (0.1 mm; up to 6.5 m)
 
@@ -301,11 +303,14 @@ def generate(
     model = HandModel.default()
     prepare(plan, model)
     todo = pending_shards(plan, part)
+    if not todo:
+        return 0
     for k in todo:
         # Leftovers of a run killed too hard to clean up after itself (SIGKILL).
         for stale in plan.folder.glob(f".{plan.shard_path(k).name}.*.tmp-*"):
             stale.unlink(missing_ok=True)
     total = sum(len(plan.shard_indices(k)) for k in todo)
+    logger.info("generating %d %s samples in %s", total, plan.split, plan.folder)
     bar = tqdm(
         total=total,
         unit="img",
