@@ -53,7 +53,6 @@ from handshape.metrics import (
 from handshape.nets.network import HandNet
 from handshape.pck_figure import plot_pck_vs_published
 from handshape.predictions import (
-    PredictionFileError,
     check_ids,
     read_freihand_predictions,
     read_joint_predictions,
@@ -310,12 +309,7 @@ def read_prediction_file(path: Path, name: str, split_size: int) -> PredictionFi
     path = Path(path)
     if name != "freihand":
         return read_joint_predictions(path, name)
-    joints, verts = read_freihand_predictions(path)
-    if len(joints) != split_size:
-        raise PredictionFileError(
-            f"{path}: {len(joints)} samples, the evaluation split has {split_size}"
-        )
-    return joints, verts
+    return read_freihand_predictions(path, split_size)
 
 
 def match_predictions(found: PredictionFile, truth: Truth, path: Path) -> Predictions:

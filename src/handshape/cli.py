@@ -14,19 +14,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported lazily so that `--help` answers at once
     import trimesh
 
-    from handshape.handmodel.model import HandModel
-
 DEFAULT_MODEL_PATH = Path(__file__).parent / "handmodel" / "assets" / "handmodel.npz"
 EPILOG = "Run `handshape COMMAND --help` for the options of each command."
 
 logger = logging.getLogger("handshape")
-
-
-def _load_model(mano: Path | None) -> HandModel:
-    from handshape.handmodel.mano_io import read_mano
-    from handshape.handmodel.model import HandModel
-
-    return HandModel(read_mano(mano)) if mano else HandModel.default()
 
 
 def _atomic_export(mesh: trimesh.Trimesh, out: Path) -> None:
@@ -43,9 +34,10 @@ def cmd_handmodel_export(args: argparse.Namespace) -> None:
     import torch
     import trimesh
 
+    from handshape.handmodel.model import HandModel
     from handshape.handmodel.poses import GestureLibrary
 
-    model = _load_model(args.mano).double()
+    model = HandModel.load(args.mano).double()
     library = GestureLibrary.load()
     try:
         pose = model.gesture(args.gesture, library)[None]
@@ -70,9 +62,10 @@ def cmd_handmodel_export(args: argparse.Namespace) -> None:
 
 
 def cmd_handmodel_sheet(args: argparse.Namespace) -> None:
+    from handshape.handmodel.model import HandModel
     from handshape.render.gesture_sheet import gesture_sheet
 
-    out = gesture_sheet(args.out, model=_load_model(args.mano), size=args.size)
+    out = gesture_sheet(args.out, model=HandModel.load(args.mano), size=args.size)
     print(f"wrote {out}")
 
 
@@ -84,16 +77,18 @@ def cmd_handmodel_build(args: argparse.Namespace) -> None:
 
 def cmd_handmodel_export_mano(args: argparse.Namespace) -> None:
     from handshape.handmodel.mano_io import write_mano
+    from handshape.handmodel.model import HandModel
 
-    model = _load_model(args.mano)
+    model = HandModel.load(args.mano)
     write_mano(model.data, args.out)
     print(f"wrote {args.out} (official MANO pickle layout)")
 
 
 def cmd_handmodel_info(args: argparse.Namespace) -> None:
+    from handshape.handmodel.model import HandModel
     from handshape.handmodel.poses import GestureLibrary
 
-    model = _load_model(args.mano)
+    model = HandModel.load(args.mano)
     d = model.data
     joints = model.rest_joints
     print(
@@ -107,8 +102,9 @@ def cmd_handmodel_info(args: argparse.Namespace) -> None:
 
 def cmd_graph(args: argparse.Namespace) -> None:
     from handshape.geometry.mesh_graph import mesh_hierarchy
+    from handshape.handmodel.model import HandModel
 
-    model = _load_model(args.mano)
+    model = HandModel.load(args.mano)
     hierarchy = mesh_hierarchy(model.data.faces, model.num_vertices, levels=args.levels)
     print(hierarchy.describe())
 
