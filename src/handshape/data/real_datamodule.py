@@ -83,12 +83,13 @@ def _options(cfg: Mapping[str, Any], train: bool, num_vertices: int) -> dict[str
 
 
 def real_splits(
-    name: str, root: Path, cfg: Mapping[str, Any], num_vertices: int
+    name: str, root: Path, cfg: Mapping[str, Any], num_vertices: int, depth: bool = False
 ) -> tuple[Dataset, Dataset]:
-    """(train, validation) datasets of real set `name` under `root` (module docstring)."""
+    """(train, validation) datasets of real set `name` under `root` (module docstring); with
+    `depth`, RHD and STB items carry their depth maps (fine-tuning; pretraining reads none)."""
     train, val = _options(cfg, True, num_vertices), _options(cfg, False, num_vertices)
     if name == "rhd":
-        reader = RHDReader(root, "training", depth=False)  # pretraining reads no depth
+        reader = RHDReader(root, "training", depth=depth)
         return (
             RealDataset(holdout(reader, "train"), **train),
             RealDataset(holdout(reader, "val"), **val),
@@ -96,8 +97,8 @@ def real_splits(
     if name == "stb":
         sequences = tuple(s for s in STB_SEQUENCES["train"] if s != STB_VALIDATION)
         return (
-            RealDataset(STBReader(root, sequences=sequences, depth=False), **train),
-            RealDataset(STBReader(root, sequences=(STB_VALIDATION,), depth=False), **val),
+            RealDataset(STBReader(root, sequences=sequences, depth=depth), **train),
+            RealDataset(STBReader(root, sequences=(STB_VALIDATION,), depth=depth), **val),
         )
     if name == "freihand":
         mesh = num_vertices == MANO_VERTICES  # FreiHAND's meshes fit only a MANO network

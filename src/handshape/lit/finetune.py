@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,8 @@ from handshape import losses
 from handshape.atomic import record_once
 from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
-from handshape.data.rhd import RHDDataset
-from handshape.data.stb import STBDataset
+from handshape.data.real import RealDataset
+from handshape.data.real_datamodule import real_splits
 from handshape.geometry.camera import from_uvd, hand_scale, scale_intrinsics
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
@@ -395,22 +394,20 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def target_datasets(cfg: Mapping[str, Any], size: int) -> dict[str, Dataset]:
     """The fine-tuning sets of `data.name`: train (augmented where the set augments), plain
-    (the same samples unaugmented, for the pseudo-GT) and val."""
+    (the same samples unaugmented, for the pseudo-GT) and val (held out of the training split,
+    as in pretraining: `handshape.data.real_datamodule.real_splits`)."""
     name, root = str(cfg["data"]["name"]), Path(cfg["data"]["root"])
     if name == "demo":
         sets = DemoDataModule.from_config(cfg).datasets()
         return {"train": sets["train"], "plain": sets["train"], "val": sets["val"]}
     if name in ("rhd", "stb"):
-        kind, train_split, val_split = {
-            "rhd": (RHDDataset, "training", "evaluation"),
-            "stb": (STBDataset, "train", "test"),
-        }[name]
-        augmentation = cfg["data"]["augmentation"]
-        return {
-            "train": kind(root, train_split, train=True, size=size, augmentation=augmentation),
-            "plain": kind(root, train_split, size=size),
-            "val": kind(root, val_split, size=size),
-        }
+        # The splits pretraining uses, with depth: validation is held out of the training
+        # split, never the benchmark's test split.
+        num_vertices = HandModel.load(cfg["handmodel"]["mano"]).num_vertices
+        train, val = real_splits(name, root, cfg, num_vertices, depth=True)
+        assert isinstance(train, RealDataset)
+        plain = RealDataset(train.reader, size=size, num_vertices=num_vertices)
+        return {"train": train, "plain": plain, "val": val}
     raise ValueError(f"data.name={name}: weak supervision reads demo, rhd or stb")
 
 
@@ -430,10 +427,6 @@ def finetune_config(
     cfg["model"], cfg["handmodel"] = bundle_cfg["model"], bundle_cfg["handmodel"]
     ft = cfg["finetune"]
     cfg["train"]["stages"] = copy.deepcopy(ft["stages"])
-    # The stage runner checkpoints at validations and epoch ends only: a stage shorter than
-    # both would end with no checkpoint to continue from.
-    budgets = [int(s["steps"]) for s in ft["stages"].values() if int(s["steps"]) > 0]
-    cfg["train"]["val_every"] = min([int(cfg["train"]["val_every"]), *budgets])
     cfg["train"]["batch_size"] = ft["batch_size"]
     cfg["train"]["lr"], cfg["train"]["optimizer"] = ft["lr"], ft["optimizer"]
     cfg["output"] = ft["output"]
@@ -465,18 +458,19 @@ def run_finetune(
     `handshape.evaluate.load_network` reads them (the caller loads it: evaluation sits above
     this layer)."""
     from handshape.lit.reuse import done_steps
-    from handshape.lit.train import checkpoint_weights, export_bundle, train_stage
+    from handshape.lit.train import (
+        checkpoint_weights,
+        export_bundle,
+        share_cpu_with_workers,
+        train_stage,
+    )
 
     cfg = finetune_config(config, net_cfg)
     ft = cfg["finetune"]
     out = Path(ft["output"])
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)
-    if cfg["train"]["trainer"]["accelerator"] == "cpu":
-        # As in pretraining: torch's threads competing with the DataLoader workers slow a
-        # small CPU down several times.
-        cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores - int(cfg["train"]["num_workers"])))
+    share_cpu_with_workers(cfg)
     bundle = Path(ft["bundle"])
     source = {"bundle_hash": file_hash(bundle), "data": str(cfg["data"]["name"])}
     check_source(out, source)
