@@ -44,7 +44,7 @@ from handshape.atomic import record_once
 from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
 from handshape.data.real import RealDataset
-from handshape.data.real_datamodule import real_splits
+from handshape.data.real_datamodule import RealDataModule, real_splits
 from handshape.geometry.camera import from_uvd, hand_scale, scale_intrinsics
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
@@ -352,46 +352,6 @@ def evaluate_domain(net: HandNet, dataset: Dataset, batch_size: int = 16) -> dic
 # ---- data ----------------------------------------------------------------------------------
 
 
-class WeakDataModule(pl.LightningDataModule):
-    """Fine-tuning loaders over given data sets (the training one with pseudo-GT meshes)."""
-
-    def __init__(
-        self, train_set: Dataset, val_set: Dataset, batch_size: int, num_workers: int
-    ) -> None:
-        super().__init__()
-        self.train_set, self.val_set = train_set, val_set
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-
-    def setup(self, stage: str | None = None) -> None:
-        pass
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.val_set,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-        )
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    from torch.utils.data import default_collate
-
-    # Real items carry strings and float64 crops the losses never read.
-    keep = [{k: v for k, v in item.items() if k not in ("sample_id", "crop")} for item in items]
-    return default_collate(keep)
-
-
 def target_datasets(cfg: Mapping[str, Any], size: int) -> dict[str, Dataset]:
     """The fine-tuning sets of `data.name`: train (augmented where the set augments), plain
     (the same samples unaugmented, for the pseudo-GT) and val (held out of the training split,
@@ -487,9 +447,8 @@ def run_finetune(
         chunk=int(ft["pseudo_gt"]["chunk"]),
         key=key,
     )
-    data = WeakDataModule(
-        PseudoGTDataset(sets["train"], folder),
-        sets["val"],
+    data = RealDataModule(
+        [(source["data"], PseudoGTDataset(sets["train"], folder), sets["val"], 1.0)],
         int(ft["batch_size"]),
         int(cfg["train"]["num_workers"]),
     )
