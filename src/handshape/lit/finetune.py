@@ -51,7 +51,7 @@ from handshape.handmodel.model import HandModel
 from handshape.lit.epoch_metrics import EpochMetrics
 from handshape.lit.pretrain import joint_heatmaps, make_optimizer, resize_image
 from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
-from handshape.nets.network import HandNet
+from handshape.nets.network import HandNet, NetOutput
 from handshape.render.depth_raster import DepthRenderer
 
 logger = logging.getLogger(__name__)
@@ -230,13 +230,17 @@ class FinetuneModule(pl.LightningModule):
     def lift(self, uvd: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
         return from_uvd(uvd, gt["K"], gt["root_depth"], gt["scale"], self.net.input_size)
 
-    def compute_losses(self, gt: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, gt: dict[str, torch.Tensor], out: NetOutput | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The stage's loss terms on a prepared batch; `out`: the network's output on it, when
+        already computed."""
         if self.stage == "ft_hourglass":
-            maps, _ = self.net.hourglass(gt["image"])
+            maps = out.heatmaps if out is not None else self.net.hourglass(gt["image"])[0]
             heat = losses.heatmap_loss(maps, gt["heatmaps"])
             return {"heatmap": heat, "total": heat}
         w = self.weights
-        out = self.net(gt["image"])
+        out = out if out is not None else self.net(gt["image"])
         assert out.vertices is not None and out.mesh_joints is not None
         terms: dict[str, torch.Tensor] = {}
         terms["heatmap"] = losses.heatmap_loss(out.heatmaps, gt["heatmaps"])
@@ -279,12 +283,14 @@ class FinetuneModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gt = self.prepare(batch)
         size = len(gt["image"])
+        out = self.net(gt["image"])  # once, for the losses and the errors
         if self.stage == "weak" and "pseudo_vertices" not in gt:
-            gt["pseudo_vertices"] = self.net(gt["image"]).vertices.detach()  # type: ignore[union-attr]
-        terms = self.compute_losses(gt)
+            # Validation items have no pseudo-GT: the mesh terms compare with the output itself.
+            gt["pseudo_vertices"] = out.vertices.detach()  # type: ignore[union-attr]
+        terms = self.compute_losses(gt, out)
         for key, value in terms.items():
             self._epoch.add(key, value, size)
-        errors = camera_errors(self.net, batch)
+        errors = camera_errors(self.net, batch, out)
         for key in ("mesh_error", "pose_error"):
             if key in errors:
                 self._epoch.add(key, errors[key].mean(), len(errors[key]))
@@ -301,11 +307,14 @@ class FinetuneModule(pl.LightningModule):
 # ---- evaluation ----------------------------------------------------------------------------
 
 
-def camera_errors(net: HandNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def camera_errors(
+    net: HandNet, batch: dict[str, torch.Tensor], out: NetOutput | None = None
+) -> dict[str, torch.Tensor]:
     """Mesh and pose errors (mm) of `net` on a raw batch, lifted with the true root depth and
     scale (the paper's test-time assumption): mesh_error (B,) where `eval_vertices` exist,
     pose_error (B,) and joint_errors (B, 21) where 3D joints exist (`eval_joints_3d`, else
-    labelled `joints_3d`; unlabelled samples are left out)."""
+    labelled `joints_3d`; unlabelled samples are left out). `out`: `net`'s output on the batch
+    resized to its input, when already computed."""
     joints = batch.get("eval_joints_3d")
     keep = torch.ones(len(batch["image"]), dtype=torch.bool)
     if joints is None:
@@ -314,12 +323,15 @@ def camera_errors(net: HandNet, batch: dict[str, torch.Tensor]) -> dict[str, tor
     if not keep.any():
         return {}
     joints = joints[keep].float()
-    image = batch["image"][keep]
-    size, src = net.input_size, image.shape[-1]
-    K = scale_intrinsics(batch["K"][keep], src, size)
+    size = net.input_size
+    K = scale_intrinsics(batch["K"][keep], batch["image"].shape[-1], size)
     with torch.no_grad():
-        out = net(resize_image(image, size))
-        lifted = net.lift(out, K, joints[:, 0, 2], hand_scale(joints))
+        if out is None:
+            out = net(resize_image(batch["image"], size))
+        kept = out._replace(
+            vertices=None if out.vertices is None else out.vertices[keep], joints=out.joints[keep]
+        )
+        lifted = net.lift(kept, K, joints[:, 0, 2], hand_scale(joints))
     result = {
         "pose_error": mean_joint_error(lifted.joints, joints),
         "joint_errors": torch.linalg.vector_norm(lifted.joints - joints, dim=-1) * 1000,
