@@ -63,10 +63,8 @@ class _Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.times:
             return x
-        # Children of slot s are slots s * r ... s * r + r - 1 (`MeshHierarchy.upsample`); an
-        # expanded view copied once is much cheaper than an index_select and its scatter_add.
-        r = 2**self.times
-        return x.unsqueeze(1).expand(x.shape[0], r, *x.shape[1:]).reshape(-1, *x.shape[1:])
+        out = self.hierarchy.upsample(x.flatten(1), self.times)
+        return out.view(out.shape[0], *x.shape[1:])
 
     def extra_repr(self) -> str:
         return f"times={self.times} (x{2**self.times})"
