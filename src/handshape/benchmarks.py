@@ -27,7 +27,6 @@ which the aligned numbers do not depend on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from handshape.atomic import atomic_write_text
 from handshape.data.real import project, to_source_frame
+from handshape.evaluate import write_results
 from handshape.handmodel.model import HandModel
 from handshape.lit.pretrain import prepare_batch
 from handshape.metrics import (
@@ -46,7 +45,6 @@ from handshape.metrics import (
     THRESHOLDS_ZIMMERMANN,
     align_root_scale,
     pck_curve,
-    plot_pck,
     point_errors,
     procrustes_align,
 )
@@ -403,19 +401,13 @@ _TITLES = {"rhd": "RHD", "stb": "STB", "freihand": "FreiHAND"}
 def write_benchmark_results(scored: Scored, out: Path, label: str = "handshape") -> list[Path]:
     """metrics.json and pck.png in `out`; for RHD and STB also pck_vs_published.png (Fig. 9
     style). Every file is written atomically. Returns the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
     results = scored.results
     dataset = results["dataset"]
-    paths = [atomic_write_text(out / "metrics.json", json.dumps(results, indent=1))]
-    curve = results["pck_curve"]
-    paths.append(
-        plot_pck(
-            {label: (np.asarray(curve["thresholds_mm"]), np.asarray(curve["pck"]))},
-            out / "pck.png",
-            title=f"{curve['what']} on {_TITLES[dataset]} {results['split']} "
-            f"({results['samples']} samples; legend: AUC over 0-50 mm)",
-        )
+    title = (
+        f"{results['pck_curve']['what']} on {_TITLES[dataset]} {results['split']} "
+        f"({results['samples']} samples; legend: AUC over 0-50 mm)"
     )
+    paths = list(write_results(results, out, label, title))
     if dataset in ("rhd", "stb"):
         paths.append(
             plot_pck_vs_published({label: scored.errors_mm}, dataset, out / "pck_vs_published.png")

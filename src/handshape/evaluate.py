@@ -173,9 +173,12 @@ def evaluate(
 
 
 def write_results(
-    results: dict[str, Any], out: Path, label: str = "handshape"
+    results: dict[str, Any],
+    out: Path,
+    label: str = "handshape",
+    title: str = "3D PCK (synthetic validation)",
 ) -> tuple[Path, Path]:
-    """metrics.json and pck.png in `out`, written atomically."""
+    """metrics.json and pck.png (of `results["pck_curve"]`) in `out`, written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=1)
     json_path = atomic_write_text(out / "metrics.json", text)
@@ -183,6 +186,6 @@ def write_results(
     plot = plot_pck(
         {label: (np.asarray(curve["thresholds_mm"]), np.asarray(curve["pck"]))},
         out / "pck.png",
-        title="3D PCK (synthetic validation)",
+        title=title,
     )
     return json_path, plot
