@@ -32,7 +32,7 @@ from handshape.data.real_datamodule import RealDataModule, real_splits
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
 from handshape.data.synth import datamodule as synthetic
-from handshape.data.synth.reader import ShardGroupedSampler, SyntheticDataset
+from handshape.data.synth.reader import ShardGroupedSampler
 from handshape.handmodel.model import HandModel
 
 __all__ = [
@@ -80,11 +80,11 @@ def _real_datamodule(cfg: Mapping[str, Any]) -> RealDataModule:
 
 
 def _synthetic_part(cfg: Mapping[str, Any], root: Path, weight: float) -> tuple[Any, ...]:
-    data = cfg["data"]
-    train = SyntheticDataset(
-        root / "train", data["backgrounds"], data["augmentation"], True, int(cfg["train"]["seed"])
-    )
-    val = SyntheticDataset(root / "val", data["backgrounds"], train=False)
+    """A mixture's synthetic part: the sets `SyntheticDataModule` reads, in its shard order."""
+    data = synthetic.SyntheticDataModule.from_config({**cfg, "data": {**cfg["data"], "root": root}})
+    data.setup()
+    train, val = data.train_set, data.val_set
+    assert train is not None and val is not None
     order = ShardGroupedSampler(len(train.shards), train.shards.shard_size)
     return ("synthetic", train, val, weight, order)
 
