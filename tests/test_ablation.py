@@ -69,6 +69,7 @@ def test_a_study_file_is_read_and_checked(tmp_path: Path) -> None:
         ({"variants": {"A": [], "B": {"overrides": []}}}, "'B': a mapping takes `after`"),
         ({"variants": {"A": [], "B": {"after": "A", "x": 1}}}, "'B': a mapping takes `after`"),
         ({"colour": "red"}, r"unknown keys \['colour'\]"),
+        ({"kind": "sweep"}, "kind must be one of pretrain, finetune, got 'sweep'"),
     ):
         with pytest.raises(ValueError, match=rf"bad.yaml: .*{message}"):
             load_study(write_study(tmp_path / "bad.yaml", **bad))

@@ -352,9 +352,8 @@ def cmd_study(args: argparse.Namespace) -> None:
 
     study = load_study(study_path(args.study))
     out = args.out or Path("outputs") / study.name
-    settings = [o.lstrip("+") for v in study.variants.values() for o in v]
-    if settings and all(o.startswith("finetune.") for o in settings):
-        from handshape.studies.weak import run_weak_study  # fine-tuning variants only
+    if study.kind == "finetune":
+        from handshape.studies.weak import run_weak_study
 
         run_weak_study(study, out, args.overrides, args.configs)
         return

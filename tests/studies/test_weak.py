@@ -20,7 +20,7 @@ from handshape.lit.pretrain import overlay_row
 from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
-from handshape.studies.spec import load_study
+from handshape.studies.spec import load_study, study_path
 from handshape.studies.weak import mesh_row, run_weak_study
 
 pytestmark = [
@@ -85,6 +85,8 @@ def test_a_variant_may_change_only_finetune_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="not a finetune"):
         run_weak_study(load_study(study_file), tmp_path / "out")
+    shipped = load_study(study_path("weak"))
+    assert shipped.kind == "finetune" and load_study(study_path("losses")).kind == "pretrain"
 
 
 def test_the_mesh_figure_shows_a_small_mesh_whole() -> None:

@@ -14,6 +14,7 @@ from handshape.config import config_file, load_experiment
 __all__ = ["SHAREABLE", "Study", "load_study", "study_path", "variant_config"]
 
 SHAREABLE = ("hourglass", "pose_regressor")  # the stages that see neither head nor mesh losses
+KINDS = ("pretrain", "finetune")  # what every variant of a study runs
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Study:
     shared_stages: tuple[str, ...] = SHAREABLE
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
     after: dict[str, str] = field(default_factory=dict)  # variant -> the variant it continues
+    kind: str = "pretrain"  # one of KINDS
 
 
 def load_study(path: Path) -> Study:
@@ -36,9 +38,12 @@ def load_study(path: Path) -> Study:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping with title, experiment and variants")
     missing = {"title", "experiment", "variants"} - set(raw)
-    unknown = set(raw) - {"title", "experiment", "variants", "shared_stages", "paper"}
+    unknown = set(raw) - {"title", "experiment", "variants", "shared_stages", "paper", "kind"}
     if missing or unknown:
         raise ValueError(f"{path}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    kind = str(raw.get("kind", "pretrain"))
+    if kind not in KINDS:
+        raise ValueError(f"{path}: kind must be one of {', '.join(KINDS)}, got '{kind}'")
     variants = raw["variants"]
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"{path}: variants must map names to lists of key=value overrides")
@@ -80,6 +85,7 @@ def load_study(path: Path) -> Study:
         shared_stages=shared,
         paper={str(k): dict(v) for k, v in (raw.get("paper") or {}).items()},
         after=after,
+        kind=kind,
     )
 
 
