@@ -213,8 +213,7 @@ def _collect(
             if not bool(known.all()):
                 nominal = True
                 if rest_scale is None:  # the network model's own scale, read once
-                    rest = HandModel.load(cfg["handmodel"]["mano"]).rest_joints
-                    rest_scale = float(np.linalg.norm(rest[9] - rest[10]))
+                    rest_scale = HandModel.load(cfg["handmodel"]["mano"]).rest_scale
                 root_z = torch.where(known, root_z, torch.full_like(root_z, NOMINAL_ROOT_DEPTH_M))
                 scale = torch.where(known, scale, torch.full_like(scale, rest_scale))
             with torch.no_grad():

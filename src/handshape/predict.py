@@ -107,8 +107,7 @@ def predict_image(
     result = net(tensor)
 
     model = HandModel.load(cfg["handmodel"]["mano"])
-    rest = model.rest_joints
-    scale = hand_scale or float(np.linalg.norm(rest[9] - rest[10]))
+    scale = hand_scale or model.rest_scale
     focal = focal or float(max(width, height))
     # Intrinsics of the network's crop, derived from the photograph's camera.
     s = size / crop.side

@@ -259,3 +259,9 @@ def test_mano_file_round_trip_gives_the_same_hand(model: HandModel, tmp_path: Pa
     assert torch.allclose(a.vertices, b.vertices, rtol=0, atol=1e-6)
     assert torch.allclose(a.joints, b.joints, rtol=0, atol=1e-6)
     assert torch.equal(model.faces, other.faces)
+
+
+def test_the_rest_scale_is_the_middle_finger_bone_of_the_rest_pose(model: HandModel) -> None:
+    rest = model.rest_joints
+    assert model.rest_scale == pytest.approx(float(np.linalg.norm(rest[9] - rest[10])), abs=1e-12)
+    assert 0.03 < model.rest_scale < 0.07  # metres: a human middle finger's first bone

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from handshape.geometry.camera import hand_scale
 from handshape.geometry.rotations import axis_angle_to_matrix
 from handshape.handmodel.data import HandModelData
 from handshape.handmodel.poses import GestureLibrary, JointLimits
@@ -84,6 +85,11 @@ class HandModel(nn.Module):
         out[list(KINEMATIC_TO_JOINT)] = d.j_regressor @ d.v_template
         out[list(TIP_JOINTS)] = d.v_template[d.tip_vertex_ids]
         return out
+
+    @cached_property
+    def rest_scale(self) -> float:
+        """The hand scale (`geometry.camera.hand_scale`) of the mean shape at rest, metres."""
+        return float(hand_scale(torch.from_numpy(self.rest_joints)[None])[0])
 
     @cached_property
     def limits(self) -> JointLimits:

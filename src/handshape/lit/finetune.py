@@ -199,10 +199,7 @@ class FinetuneModule(pl.LightningModule):
         size = int(self.ft["depth"]["size"])
         self.renderer = DepthRenderer(faces, size, size)  # culls back faces: the hand is closed
         scale = float(self.ft["depth"]["scale"])
-        if scale <= 0:
-            rest = torch.as_tensor(model.rest_joints, dtype=torch.float32)[None]
-            scale = float(hand_scale(rest)[0])
-        self.default_scale = scale
+        self.default_scale = scale if scale > 0 else model.rest_scale
         self.weights = self.ft["loss_weights"]
         self._epoch = EpochMetrics()
 
