@@ -71,6 +71,13 @@ def test_config_round_trips_and_rejects_unknown_or_missing_keys(config: SynthCon
         SynthConfig.from_dict(values, "mine.yaml")
 
 
+def test_a_bad_camera_transform_is_refused_before_anything_renders(config: SynthConfig) -> None:
+    values = config.to_dict()
+    camera = {"enabled": True, "transforms": [{"name": "GaussianBlurr", "p": 1.0}]}
+    with pytest.raises(ValueError, match=r"mine\.yaml: camera: .*'GaussianBlurr'"):
+        SynthConfig.from_dict({**values, "camera": camera}, "mine.yaml")
+
+
 def test_an_unreadable_config_names_its_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("size: [1, 2\n")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 
+from handshape.data.compositing import build_augmentation
 from handshape.data.synth.props import GRASPS, axis_angle_matrix, wrist_bend
 from handshape.handmodel.model import HandModel
 from handshape.handmodel.poses import GestureLibrary
@@ -142,6 +143,10 @@ class SynthConfig:
                 f">= 0 with a sum <= 1, got {prior}"
             )
         _check_shadows(v["shadows"], source)
+        try:  # built by every reader of the set: a bad transform fails here, before rendering
+            build_augmentation(v["camera"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: camera: {err}") from err
         if not 0 <= v["background_light"] <= 1:
             raise ValueError(f"{source}: background_light must lie in [0, 1]")
         for key in ("distance", "fill"):
