@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported lazily so that `--help` answers at once
     import trimesh
@@ -167,9 +167,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"--predictions / --save-predictions: prediction files exist for "
             f"{', '.join(BENCHMARKS)}, not {name}"
         )
-    from handshape.evaluate import evaluate, load_network, write_results
+    from handshape.evaluate import evaluate, write_results
 
-    net, cfg = load_network(args.checkpoint)
+    net, cfg = _load_checkpoint(args.checkpoint)
     results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit)
     json_path, plot = write_results(results, args.out)
     print(json.dumps({k: results[k] for k in ("samples", "mesh_error_mm", "pose_error_mm")}))
@@ -185,12 +185,8 @@ def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str)
         raise ValueError("--save-predictions writes a network's predictions: give --checkpoint")
     dataset = eval_dataset(name, root, split)
     if args.checkpoint is not None:
-        from handshape.evaluate import load_network
 
-        try:
-            net, cfg = load_network(args.checkpoint)
-        except (ValueError, FileNotFoundError) as err:
-            raise ValueError(f"--checkpoint: {err}") from err
+        net, cfg = _load_checkpoint(args.checkpoint)
         truth, pred = benchmarks.run_network(
             net, cfg, dataset, name, split, limit=args.limit, workers=args.workers
         )
@@ -220,6 +216,16 @@ def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str)
             "auc_0_30px": results["pck_2d"]["auc_0_30px"],
         }))  # fmt: skip
     print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
+    """`evaluate.load_network` of a `--checkpoint`, its errors naming the argument."""
+    from handshape.evaluate import load_network
+
+    try:
+        return load_network(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"--checkpoint: {err}") from err
 
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
@@ -255,13 +261,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
             )
         cfg = net.config
     else:
-        from handshape.evaluate import load_network
         from handshape.nets.inference import for_inference
 
-        try:
-            net, cfg = load_network(args.checkpoint)
-        except (ValueError, FileNotFoundError) as err:
-            raise ValueError(f"--checkpoint: {err}") from err
+        net, cfg = _load_checkpoint(args.checkpoint)
         net = for_inference(net)
     for image in args.images:
         paths = predict_image(
@@ -279,10 +281,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from handshape.evaluate import load_network
     from handshape.export import export_network
 
-    net, cfg = load_network(args.checkpoint)
+    net, cfg = _load_checkpoint(args.checkpoint)
     try:
         error = export_network(net, cfg, args.out, args.format)
     except ImportError as err:
