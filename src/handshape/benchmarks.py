@@ -43,10 +43,7 @@ from handshape.lit.pretrain import prepare_batch
 from handshape.metrics import (
     THRESHOLDS_0_50_100,
     THRESHOLDS_ZIMMERMANN,
-    align_root_scale,
     pck_curve,
-    point_errors,
-    procrustes_align,
 )
 from handshape.nets.network import HandNet
 from handshape.pck_figure import plot_pck_vs_published
@@ -57,7 +54,14 @@ from handshape.predictions import (
     write_freihand_predictions,
     write_joint_predictions,
 )
-from handshape.protocols import MANO_VERTICES, freihand_report, hand3d_report, pck_2d_report
+from handshape.protocols import (
+    MANO_VERTICES,
+    freihand_joint_errors,
+    freihand_report,
+    hand3d_errors,
+    hand3d_report,
+    pck_2d_report,
+)
 from handshape.published import FIG9, published_aucs
 
 __all__ = [
@@ -356,8 +360,7 @@ def score(truth: Truth, pred: Predictions) -> Scored:
     }
     if truth.dataset == "freihand":
         report = freihand_report(pred.joints, truth.joints_3d, pred.vertices, truth.vertices)
-        aligned = procrustes_align(pred.joints, truth.joints_3d, allow_reflection=True)
-        errors = point_errors(aligned, truth.joints_3d)
+        errors, _ = freihand_joint_errors(pred.joints, truth.joints_3d)
         curve = pck_curve(errors, THRESHOLDS_0_50_100)
         results = base | {
             "protocol": PROTOCOL_FREIHAND,
@@ -371,9 +374,7 @@ def score(truth: Truth, pred: Predictions) -> Scored:
         }
         return Scored(results, errors)
     report = hand3d_report(pred.joints, truth.joints_3d)
-    # The errors hand3d_report scores (root moved, no rescale), for the curve and the plots.
-    aligned = align_root_scale(pred.joints, truth.joints_3d, rescale=False)
-    errors = point_errors(aligned, truth.joints_3d)
+    errors = hand3d_errors(pred.joints, truth.joints_3d)  # what the report scored
     results = base | {
         "protocol": PROTOCOL_3D,
         "pose_error_mm": report["mean_mm"],

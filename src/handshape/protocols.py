@@ -52,7 +52,9 @@ __all__ = [
     "FREIHAND_F_THRESHOLDS_MM",
     "MANO_VERTICES",
     "f_score",
+    "freihand_joint_errors",
     "freihand_report",
+    "hand3d_errors",
     "hand3d_report",
     "nearest_distances",
     "pck_2d_report",
@@ -127,6 +129,16 @@ def f_score(
 # --------------------------------------------------------------------------- FreiHAND
 
 
+def freihand_joint_errors(pred_joints: Array, gt_joints: Array) -> tuple[np.ndarray, tuple]:
+    """(B, 21) mm errors of the Procrustes-aligned joints (per sample, reflection allowed, as
+    FreiHAND's eval.py) and that similarity (s, r, t) (`metrics.procrustes_align`)."""
+    pj, gj = _np64(pred_joints), _np64(gt_joints)
+    if pj.shape != gj.shape or pj.ndim != 3 or pj.shape[1:] != (21, 3):
+        raise ValueError(f"joints must both be (B, 21, 3), got {pj.shape} and {gj.shape}")
+    aligned, transform = procrustes_align(pj, gj, return_transform=True, allow_reflection=True)
+    return point_errors(aligned, gj), transform
+
+
 def freihand_report(
     pred_joints: Array,
     gt_joints: Array,
@@ -151,10 +163,7 @@ def freihand_report(
           vertices also "pa_mpvpe_mm", "auc_0_50_pa_mesh", "mpvpe_mm".
     """
     pj, gj = _np64(pred_joints), _np64(gt_joints)
-    if pj.shape != gj.shape or pj.ndim != 3 or pj.shape[1:] != (21, 3):
-        raise ValueError(f"joints must both be (B, 21, 3), got {pj.shape} and {gj.shape}")
-    joints_al, (s, r, t) = procrustes_align(pj, gj, return_transform=True, allow_reflection=True)
-    e_al = point_errors(joints_al, gj)  # (B, 21) mm
+    e_al, (s, r, t) = freihand_joint_errors(pj, gj)
     out = {
         "pa_mpjpe_mm": joint_epe(e_al)[0],
         "auc_0_50_pa": auc(pck_curve(e_al, THRESHOLDS_0_50_100), THRESHOLDS_0_50_100),
@@ -196,6 +205,18 @@ def _visible_mask(visible: Array | None, shape: tuple[int, int]) -> np.ndarray:
     return v.astype(bool)
 
 
+def hand3d_errors(
+    pred: Array, gt: Array, visible: Array | None = None, rescale: bool = False
+) -> np.ndarray:
+    """(B, 21) mm errors `hand3d_report` scores: root aligned (and rescaled with `rescale`),
+    NaN at joints not `visible`."""
+    p, g = _np64(pred), _np64(gt)
+    if p.shape != g.shape or p.ndim != 3 or p.shape[1:] != (21, 3):
+        raise ValueError(f"pred and gt must both be (B, 21, 3), got {p.shape} and {g.shape}")
+    e = point_errors(align_root_scale(p, g, rescale=rescale), g)
+    return np.where(_visible_mask(visible, e.shape), e, np.nan)
+
+
 def hand3d_report(
     pred: Array, gt: Array, visible: Array | None = None, rescale: bool = False
 ) -> dict[str, float]:
@@ -216,12 +237,7 @@ def hand3d_report(
         median_mm; pooled over evaluated joints) plus "epe_mean_mm" / "epe_median_mm" as
         Zimmermann & Brox's EvalUtil prints them (per joint, then averaged over joints).
     """
-    p, g = _np64(pred), _np64(gt)
-    if p.shape != g.shape or p.ndim != 3 or p.shape[1:] != (21, 3):
-        raise ValueError(f"pred and gt must both be (B, 21, 3), got {p.shape} and {g.shape}")
-    aligned = align_root_scale(p, g, rescale=rescale)
-    e = point_errors(aligned, g)
-    e = np.where(_visible_mask(visible, e.shape), e, np.nan)
+    e = hand3d_errors(pred, gt, visible, rescale)
     out = pck_report(e)
     out["epe_mean_mm"], out["epe_median_mm"] = joint_epe(e)
     return out
