@@ -17,11 +17,13 @@ DATA ?= demo
 ROOT ?=
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: help venv test lint pretrain finetune finetune-study ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
+.PHONY: help venv test lint pretrain pretrain-lift predict-samples finetune finetune-study ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
 
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
+	@echo "make pretrain-lift  the keypoint network (2D keypoints -> mesh), ~10 min on 2 cores"
+	@echo "make predict-samples  predict on ../shared/real_samples -> docs/real_samples_predict.png"
 	@echo "make finetune  weak supervision of its bundle (DATA=demo|rhd|stb ROOT=PATH)"
 	@echo "make ablate-losses  Table 1: Full, -Normal, -Edge, -Laplacian, -3D Pose side by side"
 	@echo "make compare-heads  Table 2: MANO-based, direct LBS and Graph CNN heads side by side"
@@ -42,7 +44,9 @@ $(APT_STAMP): | $(STAMP)
 	@bash scripts/ensure_render_packages.sh
 	@touch $(APT_STAMP)
 
+# MediaPipe's two networks, taken out of its pinned wheel into the user's cache (a no-op once there).
 venv: $(STAMP) $(APT_STAMP)
+	@$(BIN)/handshape setup
 
 lint: venv
 	$(BIN)/ruff check src tests scripts
@@ -53,6 +57,17 @@ test: venv
 
 pretrain: venv
 	$(BIN)/handshape pretrain --experiment $(EXPERIMENT)
+
+# The keypoint network predict uses; ship a new one with scripts/ship_keypoint_bundle.py.
+pretrain-lift: venv
+	$(BIN)/handshape pretrain --experiment lift
+
+# Every photograph of ../shared/real_samples with its meshes (not committed: the photographs may
+# not be redistributed here).
+predict-samples: venv
+	$(BIN)/handshape predict ../shared/real_samples/RHD ../shared/real_samples/FreiHAND \
+		../shared/real_samples/STB/stb_SK_color_0.png --out outputs/predict-samples
+	$(BIN)/python scripts/predict_sheet.py outputs/predict-samples --out docs/real_samples_predict.png
 
 # Weak supervision from the pretrain bundle: DATA=rhd|stb ROOT=PATH, or the demo domain.
 finetune: venv
@@ -86,6 +101,8 @@ bench: venv
 	$(BIN)/python scripts/bench_render.py --out docs/benchmarks.md
 	$(BIN)/python scripts/bench_readers.py
 	$(BIN)/python scripts/bench_protocols.py
+	$(BIN)/python scripts/bench_real_photos.py --out docs/benchmarks.md
+	$(BIN)/python scripts/bench_startup.py --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

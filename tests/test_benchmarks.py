@@ -315,11 +315,12 @@ def test_exactly_one_of_checkpoint_and_predictions(
     roots: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = f"rhd:{roots['rhd'][0]}"
-    for args in ((), ("--checkpoint", "a", "--predictions", "b")):
-        with pytest.raises(SystemExit) as err:
-            eval_cli(*args, "--data", spec, "--out", str(tmp_path))
-        assert err.value.code == 2
+    with pytest.raises(SystemExit) as err:
+        eval_cli("--checkpoint", "a", "--predictions", "b", "--data", spec, "--out", str(tmp_path))
+    assert err.value.code == 2
     assert "--checkpoint" in capsys.readouterr().err
+    assert eval_cli("--data", spec, "--out", str(tmp_path)) == 2
+    assert "give --checkpoint, --predictions or --model keypoints" in capsys.readouterr().err
 
 
 def test_prediction_files_are_refused_for_the_synthetic_set(

@@ -256,3 +256,27 @@ def test_a_built_wheel_ships_every_config_and_finds_them(tmp_path: Path) -> None
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["128", "losses"]
+
+
+def test_an_experiment_extends_another_and_overrides_its_presets_and_keys(tmp_path: Path) -> None:
+    write(tmp_path / "experiment" / "child.yaml", "defaults: {experiment: quick, train: tiny}\n"
+          "output: child\ndata: {num_val: 7}\n")  # fmt: skip
+    cfg = load_experiment("child", configs=tmp_path)
+    quick = load_experiment("quick")
+    assert cfg.experiment == "child" and cfg.output == "child" and cfg.data.num_val == 7
+    assert cfg.data.settings == quick.data.settings  # inherited from quick
+    assert cfg.model == quick.model  # quick's model preset
+    assert cfg.train == load_experiment("tiny").train  # its own train preset
+
+
+def test_the_lift_experiment_is_quick_with_the_keypoint_network() -> None:
+    lift, quick = load_experiment("lift"), load_experiment("quick")
+    assert lift.data.root == quick.data.root and lift.data.settings == quick.data.settings
+    assert lift.data.name == "keypoints" and lift.model.input == "keypoints"
+
+
+def test_experiments_extending_each_other_in_a_circle_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "experiment" / "a.yaml", "defaults: {experiment: b}\n")
+    write(tmp_path / "experiment" / "b.yaml", "defaults: {experiment: a}\n")
+    with pytest.raises(ValueError, match="in a circle"):
+        load_experiment("a", configs=tmp_path)

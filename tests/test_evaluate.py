@@ -22,10 +22,11 @@ from handshape.data.synth.datamodule import SyntheticDataModule
 from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
-from handshape.evaluate import evaluate, load_network, write_results
+from handshape.evaluate import evaluate, write_results
 from handshape.lit.report import write_report
 from handshape.lit.train import export_bundle, train_stage
 from handshape.metrics import THRESHOLDS_ZIMMERMANN
+from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,15 +13,14 @@ import onnxruntime  # noqa: F401  (the export extra is part of the test environm
 import pytest
 import torch
 from omegaconf import OmegaConf
-from PIL import Image
 from safetensors.torch import save_file
 
 from handshape.cli import main
 from handshape.config import load_experiment
-from handshape.evaluate import load_network
 from handshape.export import OPSET, OnnxHandNet, export_network
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
+from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
 
 
@@ -124,20 +123,18 @@ def test_unknown_format_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_predict_with_onnxruntime_matches_torch(bundle: Path, tmp_path: Path) -> None:
-    photo = tmp_path / "hand.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(photo)
+    photo = Path(__file__).parent / "fixtures" / "hand_photo.png"
     model = tmp_path / "hand.onnx"
     main(["export", "--checkpoint", str(bundle), "--format", "onnx", "--out", str(model)])
     records = {}
     for backend, checkpoint in (("torch", bundle), ("onnxruntime", model)):
         out = tmp_path / backend
-        args = ["predict", "--checkpoint", str(checkpoint), str(photo), "--out", str(out)]
-        assert main([*args, "--backend", backend]) == 0
-        records[backend] = json.loads((out / "hand_joints.json").read_text())
-        assert (out / "hand.ply").is_file()
+        args = ["predict", "--model", "image", "--checkpoint", str(checkpoint), str(photo)]
+        assert main([*args, "--out", str(out), "--no-refine", "--backend", backend]) == 0
+        records[backend] = json.loads((out / "hand_photo.json").read_text())["hands"]
+        assert (out / "hand_photo_hand0.ply").is_file()
     np.testing.assert_allclose(
-        records["onnxruntime"]["joints_uvd"], records["torch"]["joints_uvd"], atol=1e-4
+        records["onnxruntime"][0]["joints_3d_m"], records["torch"][0]["joints_3d_m"], atol=1e-4
     )
 
 

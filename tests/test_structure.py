@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "losses": 5, "metrics": 5, "protocols": 5, "predictions": 5, "published": 5,
     "pck_figure": 5,
     "lit": 6,
-    "evaluate": 7, "predict": 7, "export": 7, "benchmarks": 7,
+    "evaluate": 7, "predict": 7, "export": 7, "benchmarks": 7, "inference": 7,
     "pipeline": 8, "figures": 8, "studies": 9,
     "cli": 10,
 }  # fmt: skip

@@ -27,6 +27,7 @@ which the aligned numbers do not depend on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from handshape.metrics import (
     THRESHOLDS_ZIMMERMANN,
     pck_curve,
 )
-from handshape.nets.network import HandNet
+from handshape.nets.network import CameraHand, HandNet
 from handshape.pck_figure import plot_pck_vs_published
 from handshape.predictions import (
     check_ids,
@@ -177,6 +178,7 @@ def _collect(
     limit: int | None,
     progress: bool,
     workers: int = 0,
+    lifter: Callable[..., CameraHand] | None = None,
 ) -> tuple[Truth, Predictions | None]:
     partial = limit is not None and limit < len(dataset)  # type: ignore[arg-type]
     if limit is not None:
@@ -221,7 +223,10 @@ def _collect(
                 root_z = torch.where(known, root_z, torch.full_like(root_z, NOMINAL_ROOT_DEPTH_M))
                 scale = torch.where(known, scale, torch.full_like(scale, rest_scale))
             with torch.no_grad():
-                lifted = net.lift(net(gt["image"]), gt["K"], root_z, scale)
+                if lifter is not None:  # the keypoint network through MediaPipe's landmarks
+                    lifted = lifter(batch["image"], batch["K"], root_z, scale)
+                else:
+                    lifted = net.lift(net(gt["image"]), gt["K"], root_z, scale)
             pred_j.append(_unmirror(lifted.joints, mirrored))
             if lifted.vertices is not None:
                 pred_v.append(_unmirror(lifted.vertices, mirrored))
@@ -280,9 +285,14 @@ def run_network(
     limit: int | None = None,
     progress: bool = True,
     workers: int = 0,
+    lifter: Callable[..., CameraHand] | None = None,
 ) -> tuple[Truth, Predictions]:
-    """The ground truth and `net`'s predictions, both in the set's own frame."""
-    truth, pred = _collect(dataset, name, split, net, cfg, batch_size, limit, progress, workers)
+    """The ground truth and `net`'s predictions, both in the set's own frame. With `lifter`
+    (a keypoint network, `handshape.inference.crop_lifter.CropLifter`) the answers are its, on
+    each crop's image and intrinsics; `net` then only names the input size."""
+    truth, pred = _collect(
+        dataset, name, split, net, cfg, batch_size, limit, progress, workers, lifter
+    )
     assert pred is not None
     return truth, pred
 

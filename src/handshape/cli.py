@@ -169,8 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         )
     from handshape.evaluate import evaluate, write_results
 
-    net, cfg = _load_checkpoint(args.checkpoint)
-    results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit)
+    net, cfg, lifter = _eval_network(args)
+    results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit, lifter=lifter)
     json_path, plot = write_results(results, args.out)
     print(json.dumps({k: results[k] for k in ("samples", "mesh_error_mm", "pose_error_mm")}))
     print(f"AUC 20-50 mm: {results['pck']['auc_20_50']:.3f}; wrote {json_path} and {plot}")
@@ -181,14 +181,13 @@ def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str)
     from handshape import benchmarks
     from handshape.data.registry import eval_dataset
 
-    if args.save_predictions is not None and args.checkpoint is None:
+    if args.save_predictions is not None and args.predictions is not None:
         raise ValueError("--save-predictions writes a network's predictions: give --checkpoint")
     dataset = eval_dataset(name, root, split)
-    if args.checkpoint is not None:
-
-        net, cfg = _load_checkpoint(args.checkpoint)
+    if args.predictions is None:
+        net, cfg, lifter = _eval_network(args)
         truth, pred = benchmarks.run_network(
-            net, cfg, dataset, name, split, limit=args.limit, workers=args.workers
+            net, cfg, dataset, name, split, limit=args.limit, workers=args.workers, lifter=lifter
         )
         if args.save_predictions is not None:
             saved = benchmarks.save_predictions(args.save_predictions, truth, pred)
@@ -210,17 +209,50 @@ def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str)
         print(json.dumps({k: results["freihand"].get(k) for k in keys}))
     else:
         pck = results["pck"]
-        print(json.dumps({
-            "samples": results["samples"], "pose_error_mm": results["pose_error_mm"],
-            "auc_20_50": pck["auc_20_50"], "auc_20_50_zb": pck["auc_20_50_zb"],
-            "auc_0_30px": results["pck_2d"]["auc_0_30px"],
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "samples": results["samples"],
+                    "pose_error_mm": results["pose_error_mm"],
+                    "auc_20_50": pck["auc_20_50"],
+                    "auc_20_50_zb": pck["auc_20_50_zb"],
+                    "auc_0_30px": results["pck_2d"]["auc_0_30px"],
+                }
+            )
+        )
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _eval_network(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(network, its config, the keypoint lifter or None) of `eval`'s --checkpoint / --model:
+    a keypoint network (--model keypoints, or a keypoint bundle) reads MediaPipe's landmarks
+    of each crop, unless --simulated-keypoints asks for the true ones with simulated errors."""
+    if args.model == "keypoints" and args.checkpoint is None:
+        from handshape.inference.predict import default_bundle
+
+        args.checkpoint = default_bundle("keypoints")
+    if args.checkpoint is None:
+        raise ValueError("give --checkpoint, --predictions or --model keypoints")
+    net, cfg = _load_checkpoint(args.checkpoint)
+    if args.model == "keypoints" and net.input != "keypoints":
+        raise ValueError(f"--checkpoint: {args.checkpoint} is not a keypoint network")
+    if net.input != "keypoints" or args.simulated_keypoints:
+        return net, cfg, None
+    import torch
+
+    from handshape.inference.crop_lifter import CropLifter
+    from handshape.inference.hands import HandFinder
+    from handshape.inference.meshes import KeypointMesher
+    from handshape.nets.inference import for_inference
+
+    with torch.inference_mode():
+        mesher = KeypointMesher(for_inference(net), cfg)
+    return net, cfg, CropLifter(HandFinder.load(), mesher)
+
+
 def _load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
-    """`evaluate.load_network` of a `--checkpoint`, its errors naming the argument."""
-    from handshape.evaluate import load_network
+    """`nets.bundle.load_network` of a `--checkpoint`, its errors naming the argument."""
+    from handshape.nets.bundle import load_network
 
     try:
         return load_network(path)
@@ -243,41 +275,92 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return int(text)
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
-    from handshape.predict import predict_image
+    import time
 
+    import torch
+
+    from handshape.inference.hands import HandFinder
+    from handshape.inference.media import sources
+    from handshape.inference.predict import Predictor, load_mesher
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    inputs = sources(args.inputs)
     if args.backend == "onnxruntime":
-        from handshape.export import OnnxHandNet
-
-        try:
-            net = OnnxHandNet(args.checkpoint)
-        except ImportError as err:
-            raise SystemExit(f"error: {err}") from None
-        except (ValueError, FileNotFoundError) as err:
-            raise ValueError(f"--checkpoint: {err}") from err
-        if net.config is None:
-            raise ValueError(
-                f"--checkpoint: {args.checkpoint}: no handshape config in its metadata"
-            )
-        cfg = net.config
+        mesher = _onnx_mesher(args)
     else:
-        from handshape.nets.inference import for_inference
-
-        net, cfg = _load_checkpoint(args.checkpoint)
-        net = for_inference(net)
-    for image in args.images:
-        paths = predict_image(
-            net,
-            cfg,
-            image,
-            args.out,
-            box=args.box,
-            focal=args.focal,
-            root_depth=args.root_depth,
-            hand_scale=args.hand_scale,
-            mesh_format=args.format,
+        mesher = load_mesher(
+            args.model, args.checkpoint, args.hand_scale, 0.0 if args.no_refine else 1.0
         )
-        print(f"{image}: " + ", ".join(str(p) for p in paths.values()))
+    finder = HandFinder.load(max_hands=args.max_hands)
+    predictor = Predictor(
+        finder,
+        mesher,
+        args.model,
+        mesh_format=args.format,
+        focal=args.focal,
+        root_depth=args.root_depth,
+        boxes=args.box,
+        smooth=not args.no_smooth,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for source in inputs:
+        start = time.perf_counter()
+        try:
+            if source.kind == "video":
+                written, frames = predictor.video(source.path, args.out, progress=True)
+                what = f"{frames} frames"
+            else:
+                written, hands = predictor.image(source.path, args.out)
+                what = f"{hands} hand{'s' if hands != 1 else ''}" if hands else "no hand found"
+        except (ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed.append(source.path)
+            continue
+        ms = (time.perf_counter() - start) * 1000
+        print(f"{source.path}: {what} ({ms:.0f} ms) -> {written}")
+    if failed:
+        raise SystemExit(
+            f"error: {len(failed)} of {len(inputs)} inputs failed: " + ", ".join(map(str, failed))
+        )
+
+
+def _onnx_mesher(args: argparse.Namespace):
+    from handshape.export import OnnxHandNet
+    from handshape.inference.meshes import ImageMesher
+
+    if args.model != "image" or args.checkpoint is None:
+        raise ValueError(
+            "--backend onnxruntime runs an exported image network: give --model image and "
+            "--checkpoint FILE.onnx"
+        )
+    try:
+        net = OnnxHandNet(args.checkpoint)
+    except ImportError as err:
+        raise SystemExit(f"error: {err}") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"--checkpoint: {err}") from err
+    if net.config is None:
+        raise ValueError(f"--checkpoint: {args.checkpoint}: no handshape config in its metadata")
+    return ImageMesher(net, net.config, args.hand_scale, 0.0 if args.no_refine else 1.0)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -310,7 +393,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from handshape.pipeline import train_and_evaluate
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
-    if str(cfg.data.name) != "synthetic":
+    if str(cfg.data.name) not in ("synthetic", "keypoints"):
         raise ValueError(
             f"data.name={cfg.data.name}: `handshape pretrain` pretrains on synthetic data; on "
             "real data use `handshape train` (e.g. with train.init=outputs/pretrain/bundle), then "
@@ -331,8 +414,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from handshape.config import load_experiment
-    from handshape.evaluate import load_network
     from handshape.lit.finetune import run_finetune
+    from handshape.nets.bundle import load_network
 
     overrides = [f"data.name={args.data}", *args.overrides]
     if args.root is not None:
@@ -359,6 +442,19 @@ def cmd_study(args: argparse.Namespace) -> None:
         run_weak_study(study, out, args.overrides, args.configs)
         return
     run_study(study, out, args.overrides, args.configs, workers=args.workers)
+
+
+def cmd_setup(args: argparse.Namespace) -> None:
+    from handshape.inference import mediapipe_files
+
+    if mediapipe_files.is_installed():
+        print(f"{mediapipe_files.cache_dir()}: MediaPipe's networks are set up")
+        return
+    try:
+        folder = mediapipe_files.install(wheel=args.wheel)
+    except RuntimeError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"{folder}: MediaPipe's palm detector and landmark network, with their licence")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,6 +506,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = hm_sub.add_parser("info", help="sizes, shape coefficients and gesture names")
     p.add_argument("--mano", type=Path, help=mano_help)
     p.set_defaults(func=cmd_handmodel_info)
+
+    text = (
+        "take MediaPipe Hands' two networks out of the mediapipe 0.10.21 wheel (pinned by "
+        "sha256, downloaded from PyPI unless --wheel names it) into the cache "
+        "$HANDSHAPE_CACHE (default ~/.cache/handshape); nothing is downloaded at run time"
+    )
+    p = sub.add_parser("setup", help="set up MediaPipe's networks for predict", description=text)
+    p.add_argument("--wheel", type=Path, help="a downloaded mediapipe-0.10.21 wheel to use")
+    p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("graph", help="the mesh graph's Graclus coarsening levels")
     p.add_argument("--levels", type=int, default=4)
@@ -507,30 +612,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="mesh, joints and an overlay for photographs",
-        description="Predict the hand in each image: the mesh (.ply/.obj), the joints (JSON, "
-        "2D in image pixels and 3D in metres) and an overlay PNG. The image should show one "
-        "right hand, centred, or give its box with --box. Metric 3D placement assumes a focal "
-        "length, root depth and hand scale (defaults below; recorded in the JSON).",
+        help="every hand in photographs and videos: meshes, joints, overlays",
+        description="Find every hand (left or right) in each photograph, folder of photographs "
+        "or video, and write its mesh, 2D and 3D joints and an overlay (OUT/NAME.json, "
+        "OUT/NAME_hand<k>.ply, OUT/NAME_overlay.png; for a video OUT/NAME_overlay.mp4 and "
+        "OUT/NAME.jsonl, a line per frame). MediaPipe's palm detector and landmark network "
+        "(`handshape setup`) find the hands; the keypoint network (default, shipped with "
+        "handshape) or the image network (`make pretrain`) gives each its mesh. The 3D answer "
+        "is in the camera frame: focal length from --focal, else EXIF, else the image's longer "
+        "side; the wrist's depth from the hand's size unless --root-depth; every JSON records "
+        "the values used.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="images, folders of images, videos")
+    p.add_argument("--out", type=Path, default=Path("outputs/predict"))
+    p.add_argument(
+        "--model",
+        choices=("keypoints", "image"),
+        default="keypoints",
+        help="which network meshes the hands (default: keypoints, the better on real photographs)",
     )
     p.add_argument(
         "--checkpoint",
         type=Path,
-        required=True,
-        help="an inference bundle folder, its model.safetensors, or a training .ckpt",
+        help="that network's bundle folder, model.safetensors or .ckpt (default: the "
+        "shipped keypoint network; the image network: outputs/pretrain/bundle)",
     )
-    p.add_argument("images", type=Path, nargs="+")
-    p.add_argument("--out", type=Path, default=Path("outputs/predict"))
-    p.add_argument("--box", type=_parse_box, help="the hand's box x0,y0,x1,y1 in image pixels")
-    p.add_argument("--focal", type=float, help="focal length in pixels (default: longer side)")
-    p.add_argument("--root-depth", type=float, default=0.5, help="wrist depth in metres")
-    p.add_argument("--hand-scale", type=float, help="|J9 - J10| in metres (default: the model's)")
+    p.add_argument(
+        "--box",
+        type=_parse_box,
+        action="append",
+        help="a hand's box x0,y0,x1,y1 in image pixels instead of detection (repeat for several)",
+    )
+    p.add_argument("--max-hands", type=_count, default=4, help="at most this many hands per image")
+    p.add_argument(
+        "--focal",
+        type=_positive,
+        help="focal length in pixels (default: EXIF, else the longer side)",
+    )
+    p.add_argument(
+        "--root-depth", type=_positive, help="wrist depth in metres (default: from the hand's size)"
+    )
+    p.add_argument(
+        "--hand-scale", type=_positive, help="|J9 - J10| in metres (default: the hand model's)"
+    )
     p.add_argument("--format", choices=("ply", "obj"), default="ply")
+    p.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="keep the network's joints instead of moving them onto the landmarks",
+    )
+    p.add_argument("--no-smooth", action="store_true", help="videos: no One Euro smoothing")
+    p.add_argument("--threads", type=_count, help="CPU threads (default: torch's, one per core)")
     p.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),
         default="torch",
-        help="torch (a bundle or .ckpt) or onnxruntime (a .onnx file from `handshape export`)",
+        help="onnxruntime: run a .onnx image network from `handshape export` (with --model image)",
     )
     p.set_defaults(func=cmd_predict)
 
@@ -549,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="score a network or a prediction file: synthetic, rhd, stb, freihand protocols",
     )
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--checkpoint",
         type=Path,
@@ -577,6 +714,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="with --checkpoint on rhd/stb/freihand: also write the predictions in the official "
         "layout (what --predictions reads)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("keypoints",),
+        help="keypoints: the keypoint network (--checkpoint, default the shipped one) on "
+        "MediaPipe's landmarks of each sample's crop",
+    )
+    p.add_argument(
+        "--simulated-keypoints",
+        action="store_true",
+        help="a keypoint network reads each sample's true keypoints with simulated landmark "
+        "errors (what `handshape pretrain` reports) instead of MediaPipe's landmarks",
     )
     p.add_argument("--label", help="the curve's name in the plots")
     p.add_argument(

@@ -8,7 +8,9 @@ it may hold just one experiment of its own. Composition, each step checked again
 2. each group (`model/`, `train/`, `finetune/`): `GROUP/base.yaml`, then the preset the
    experiment names in its `defaults` mapping (e.g. `model: quick`), which lists only what it
    changes;
-3. the experiment's own keys (`experiment/NAME.yaml`, or a path to a YAML file);
+3. the experiment's own keys (`experiment/NAME.yaml`, or a path to a YAML file), after those
+   of the experiment it extends, if it names one (`defaults: {experiment: quick}`: its presets
+   and keys, which this experiment's own override);
 4. `key=value` overrides; `+key=value` adds a key the config does not have.
 
 A key that is not in the config (a typo, or a setting that does not exist) is refused at every
@@ -145,6 +147,32 @@ def _apply_override(cfg: DictConfig, override: str) -> DictConfig:
     return _merge(cfg, parsed, f"bad override '{override}'")
 
 
+def _experiment_chain(
+    path: Path, configs: Path | None, seen: tuple[Path, ...] = ()
+) -> tuple[dict[str, str], list[tuple[Path, DictConfig]]]:
+    """The group presets an experiment picks and its keys, after those of the experiment it
+    extends (`defaults: {experiment: NAME}`), which it overrides: (choices, [(file, keys),
+    ...] from the furthest ancestor to `path`)."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ValueError(f"{path}: experiments extend each other in a circle ({chain})")
+    experiment = _read(path)
+    choices = experiment.pop("defaults", None) or {}
+    if not isinstance(choices, Mapping | DictConfig) or set(choices) - {*GROUPS, "experiment"}:
+        raise ValueError(
+            f"{path}: `defaults` maps groups ({', '.join(GROUPS)}) to presets, and "
+            "`experiment` to an experiment this one extends"
+        )
+    picked = {str(k): str(v) for k, v in choices.items()}
+    parent = picked.pop("experiment", None)
+    if parent is None:
+        return picked, [(path, experiment)]
+    inherited, layers = _experiment_chain(
+        config_file("experiment", parent, configs), configs, (*seen, path.resolve())
+    )
+    return {**inherited, **picked}, [*layers, (path, experiment)]
+
+
 def load_experiment(
     name: str, overrides: Sequence[str] = (), configs: Path | None = None
 ) -> DictConfig:
@@ -154,10 +182,7 @@ def load_experiment(
     Raises FileNotFoundError for a missing file and ValueError, naming the file or override,
     for invalid YAML or an unknown key."""
     path = config_file("experiment", name, configs)
-    experiment = _read(path)
-    choices = experiment.pop("defaults", None) or {}
-    if not isinstance(choices, Mapping | DictConfig) or set(choices) - set(GROUPS):
-        raise ValueError(f"{path}: `defaults` maps groups ({', '.join(GROUPS)}) to presets")
+    choices, layers = _experiment_chain(path, configs)
     cfg = _read(config_file("", "base", configs))
     for group in GROUPS:
         part = _read(config_file(group, "base", configs))
@@ -169,7 +194,8 @@ def load_experiment(
             part = _merge_checked(OmegaConf.create({group: part}), delta, str(preset))[group]
         cfg = OmegaConf.merge(cfg, {group: part})
     assert isinstance(cfg, DictConfig)
-    cfg = _merge_checked(cfg, experiment, str(path))
+    for source, keys in layers:
+        cfg = _merge_checked(cfg, keys, str(source))
     cfg.experiment = path.stem  # the run's name; an override may rename it
     for override in overrides:
         cfg = _apply_override(cfg, override)

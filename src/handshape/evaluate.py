@@ -12,19 +12,20 @@ the data model's by a similarity fit of the rest joints (`mesh_alignment`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from handshape.atomic import atomic_write_text
+from handshape.data.keypoint_data import keypoint_view
 from handshape.geometry.correspondence import TopologyMap, topology_map
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import prepare_batch
+from handshape.lit.pretrain import network_input, prepare_batch
 from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, pck_report, plot_pck
 from handshape.nets.network import CameraHand, HandNet
 
@@ -36,74 +37,21 @@ PROTOCOL = (
 )
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
-def load_network(checkpoint: Path) -> tuple[HandNet, dict[str, Any]]:
-    """A network in eval mode and its resolved config, from an inference bundle folder
-    (model.safetensors + config.yaml), that folder's model.safetensors, or a training
-    checkpoint (.ckpt, read with weights_only=True). Errors name the file and what is wrong."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_file() and checkpoint.suffix == ".safetensors":
-        checkpoint = checkpoint.parent  # a bundle's weights: the config sits beside them
-    if checkpoint.is_dir():
-        from safetensors.torch import load_file
-
-        cfg_path, weights_path = checkpoint / "config.yaml", checkpoint / "model.safetensors"
-        for path in (cfg_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: missing from the bundle {checkpoint}")
-        try:
-            cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True)
-        except Exception as err:  # YAML and OmegaConf grammar errors
-            raise ValueError(f"{cfg_path}: not a readable config ({err})") from err
-        try:
-            state = load_file(str(weights_path))
-        except Exception as err:  # safetensors raises its own error type
-            raise ValueError(
-                f"{weights_path}: not a readable safetensors file ({_first_line(err)})"
-            ) from err
-    elif checkpoint.is_file():
-        try:
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as err:  # zip, pickle and weights-only errors of several types
-            raise ValueError(
-                f"{checkpoint}: not a PyTorch checkpoint that can be read safely (expected a "
-                "bundle folder, its model.safetensors, or a .ckpt written by handshape "
-                f"training; torch says: {_first_line(err)})"
-            ) from err
-        try:
-            cfg = saved["hyper_parameters"]["cfg"]
-            weights = saved["state_dict"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(
-                f"{checkpoint}: a PyTorch file, but not a handshape training checkpoint (no "
-                "hyper_parameters.cfg and state_dict)"
-            ) from err
-        state = {k.removeprefix("net."): v for k, v in weights.items() if k.startswith("net.")}
-    else:
-        raise FileNotFoundError(f"{checkpoint}: no such bundle folder or checkpoint")
-    if not isinstance(cfg, dict) or not {"model", "handmodel"} <= set(cfg):
-        raise ValueError(f"{checkpoint}: its config lacks the model or handmodel section")
-    net = HandNet.from_config(cfg)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{checkpoint}: weights do not fit the configured network ({_first_line(err)})"
-        ) from err
-    return net.eval(), cfg
-
-
 @torch.no_grad()
 def predict_batch(
-    net: HandNet, cfg: dict[str, Any], batch: dict[str, torch.Tensor]
+    net: HandNet,
+    cfg: dict[str, Any],
+    batch: dict[str, torch.Tensor],
+    lifter: Callable[..., CameraHand] | None = None,
 ) -> tuple[dict[str, torch.Tensor], CameraHand]:
     """A data batch prepared for `net` (`prepare_batch`) and the network's mesh and joints in
-    the camera frame, lifted with the batch's true root depth and hand scale."""
+    the camera frame, lifted with the batch's true root depth and hand scale; with `lifter`
+    (`handshape.inference.crop_lifter.CropLifter`) the keypoint network's on the batch's
+    images, through MediaPipe's landmarks."""
     gt = prepare_batch(batch, net.input_size, cfg["model"]["heatmap_sigma"])
-    return gt, net.lift(net(gt["image"]), gt["K"], gt["root"][:, 2], gt["scale"])
+    if lifter is not None:
+        return gt, lifter(batch["image"], batch["K"], gt["root"][:, 2], gt["scale"])
+    return gt, net.lift(net(network_input(gt)), gt["K"], gt["root"][:, 2], gt["scale"])
 
 
 def mesh_alignment(predicted: HandModel, truth: HandModel) -> TopologyMap | None:
@@ -141,18 +89,24 @@ def evaluate(
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
+    lifter: Callable[..., CameraHand] | None = None,
 ) -> dict[str, Any]:
     """Metrics of `net` on the samples of `dataset` (e.g. `handshape.data.registry.eval_dataset`);
     ``mesh_error_mm`` is None for a pose-only network, ``mesh_alignment`` says how predicted and
-    true vertices were paired."""
+    true vertices were paired. A keypoint network reads each sample's true keypoints with the
+    simulated errors of its config (`handshape.data.keypoint_data.keypoint_view`), or with
+    `lifter` MediaPipe's landmarks of each sample's image (`predict_batch`)."""
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    if net.input == "keypoints" and lifter is None:
+        # The image network's samples, seen as keypoints with simulated landmark errors.
+        dataset = keypoint_view(dataset, cfg)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
     # Synthetic meshes are handshape's own hand, whatever model the network poses.
     alignment = mesh_alignment(HandModel.load(cfg["handmodel"]["mano"]), HandModel.default())
     vertex_errors, joint_errors = [], []
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
-        gt, pred = predict_batch(net, cfg, batch)
+        gt, pred = predict_batch(net, cfg, batch, lifter)
         if pred.vertices is not None:
             vertices = pred.vertices if alignment is None else alignment.apply(pred.vertices)
             vertex_errors.append((vertices - gt["vertices"]).norm(dim=-1).mean(-1) * 1000)

@@ -16,9 +16,10 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from handshape.data.synth.reader import SyntheticDataset
-from handshape.evaluate import load_network, predict_batch
+from handshape.evaluate import predict_batch
 from handshape.handmodel.model import HandModel
 from handshape.lit.pretrain import overlay_row
+from handshape.nets.bundle import load_network
 from handshape.render.contact_sheet import contact_sheet, render_views
 from handshape.render.offscreen import MeshRenderer
 

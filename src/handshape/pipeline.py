@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 
 from handshape.benchmarks import BENCHMARKS
 from handshape.data.registry import eval_dataset, prepare_data
-from handshape.evaluate import evaluate, load_network
+from handshape.evaluate import evaluate
 from handshape.lit.train import run_pretraining
+from handshape.nets.bundle import load_network
 
 __all__ = ["Outcome", "train_and_evaluate"]
 

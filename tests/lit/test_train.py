@@ -26,10 +26,10 @@ from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
-from handshape.evaluate import load_network
 from handshape.lit import train as train_mod
 from handshape.lit.pretrain import PretrainModule
 from handshape.lit.train import run_pretraining
+from handshape.nets.bundle import load_network
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = PACKAGE_CONFIGS

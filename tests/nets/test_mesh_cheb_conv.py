@@ -7,7 +7,7 @@ import torch
 from torch_geometric.nn import ChebConv
 
 from handshape.geometry.graclus import MeshHierarchy
-from handshape.nets.mesh_cheb_conv import MeshChebConv
+from handshape.nets.mesh_cheb_conv import MeshChebConv, chebyshev_laplacian
 from handshape.nets.node_batch_norm import NodeBatchNorm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -41,6 +41,36 @@ def make_conv(
         if conv.bias is not None:
             conv.bias.normal_()
     return conv
+
+
+@pytest.mark.parametrize("level", [0, 2, 4])
+def test_the_rescaled_laplacian_is_torch_geometrics(hierarchy: MeshHierarchy, level: int) -> None:
+    reference = ChebConv(1, 1, K=2, normalization="sym")
+    lam = hierarchy.lambda_max[level]
+    index, weight = reference.__norm__(
+        hierarchy.edge_index[level], hierarchy.num_slots[level],
+        hierarchy.edge_weight[level].double(), "sym", torch.tensor(lam, dtype=torch.float64),
+        dtype=torch.float64,
+    )  # fmt: skip
+    ours = chebyshev_laplacian(
+        hierarchy.edge_index[level], hierarchy.edge_weight[level], hierarchy.num_slots[level], lam
+    ).toarray()
+    theirs = torch.zeros(ours.shape, dtype=torch.float64)
+    theirs.index_put_((index[1], index[0]), weight, accumulate=True)
+    assert torch.allclose(torch.from_numpy(ours), theirs, atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize("c_in,c_out,K", [(3, 32, 3), (64, 3, 2)])
+def test_one_seed_gives_the_weights_torch_geometric_would(
+    hierarchy: MeshHierarchy, c_in: int, c_out: int, K: int
+) -> None:
+    torch.manual_seed(7)
+    ours = MeshChebConv(hierarchy, 1, c_in, c_out, K=K)
+    torch.manual_seed(7)
+    theirs = ChebConv(c_in, c_out, K=K, normalization="sym")
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
 
 
 # Both evaluation orders: C_in <= C_out runs the Chebyshev recursion on the input, C_out < C_in

@@ -12,6 +12,7 @@ the set has (`labels`: a training stage whose loss has none of them is refused).
 | stb | STB, SK camera (`handshape.data.stb`; Ge et al.'s boxes: ROOT/STB_eval_bboxes.mat) | test |
 | freihand | FreiHAND_pub_v2 (`handshape.data.freihand`) | evaluation |
 | demo | weak supervision's target domain (`handshape.data.demo`): RGB-D captures, no meshes | val |
+| keypoints | posed hands drawn on the fly (`handshape.data.keypoint_data`) | val (rendered) |
 | mix | several of the above with weights (`data.mix`), e.g. synthetic + RHD | - |
 """
 
@@ -27,11 +28,13 @@ from torch.utils.data import Dataset
 
 from handshape.data import demo
 from handshape.data.freihand import FreiHANDDataset
+from handshape.data.keypoint_data import KeypointDataModule
 from handshape.data.real import MANO_VERTICES
 from handshape.data.real_datamodule import RealDataModule, real_splits
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
 from handshape.data.synth import datamodule as synthetic
+from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import ShardGroupedSampler
 from handshape.handmodel.model import HandModel
 
@@ -127,6 +130,15 @@ def _prepare_mix(cfg: Mapping[str, Any], workers: int) -> None:
             synthetic.ensure_synthetic({**cfg, "data": {**cfg["data"], "root": str(root)}}, workers)
 
 
+def _prepare_keypoints(cfg: Mapping[str, Any], workers: int) -> None:
+    """The keypoint network trains on hands drawn on the fly; it is scored on the synthetic
+    validation split at data.root, rendered here where missing."""
+    data = cfg["data"]
+    config = synthetic.generator_config(data)
+    plan = Plan(Path(data["root"]), "val", int(data["num_val"]), int(data["seed"]), config)
+    generate(plan, workers=workers)
+
+
 def _stb_eval(root: Path, split: str) -> Dataset:
     boxes = root / "STB_eval_bboxes.mat"
     use = boxes if split == "test" and boxes.is_file() else None
@@ -171,6 +183,13 @@ DATASETS: dict[str, DataSpec] = {
         eval_dataset=demo.eval_split,
         default_split="val",
         labels=frozenset({"joints_2d", "depth", "mask"}),
+    ),
+    "keypoints": DataSpec(
+        prepare=_prepare_keypoints,
+        datamodule=KeypointDataModule.from_config,
+        eval_dataset=synthetic.validation_set,
+        default_split="val",
+        labels=frozenset({"joints_2d", "joints_3d", "mesh"}),
     ),
     "mix": DataSpec(
         prepare=_prepare_mix,

@@ -424,7 +424,7 @@ def run_finetune(
     (finetune.output/bundle). Runs again continue where they stopped.
 
     net, net_cfg: the pretrained network of `finetune.bundle` and its config, as
-    `handshape.evaluate.load_network` reads them (the caller loads it: evaluation sits above
+    `handshape.nets.bundle.load_network` reads them (the caller loads it: evaluation sits above
     this layer)."""
     from handshape.lit.reuse import done_steps
     from handshape.lit.train import (

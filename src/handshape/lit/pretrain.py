@@ -68,14 +68,24 @@ PREVIEW_IMAGES = 4  # validation images drawn with their predicted mesh at every
 
 
 def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
-    """The stages a network of this model config trains, in order (see the module docstring)."""
+    """The stages a network of this model config trains, in order (see the module docstring);
+    a keypoint network (``model.input: keypoints``) has no hourglass to train."""
     has_mesh = str(model_cfg["head"]["name"]) != NO_HEAD
     from_latent = str(model_cfg.get("pose_from", "mesh")) == "latent"
+    from_image = str(model_cfg.get("input", "image")) == "image"
     return tuple(
         s
         for s in STAGES
-        if (s != "pose_regressor" or has_mesh) and (s != "transfer" or (has_mesh and from_latent))
+        if (s != "hourglass" or from_image)
+        and (s != "pose_regressor" or has_mesh)
+        and (s != "transfer" or (has_mesh and from_latent))
     )
+
+
+def network_input(gt: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What a network reads from a prepared batch: its keypoint features where the batch has
+    them (a keypoint network's data), else the image."""
+    return gt["keypoints"] if "keypoints" in gt else gt["image"]
 
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
@@ -95,9 +105,10 @@ def labelled(gt: dict[str, torch.Tensor], label: str) -> torch.Tensor:
     """(B,) bool: the samples of a batch that carry `label` (all of them when the batch has no
     flag for it)."""
     flag = gt.get(f"has_{label}")
+    ref = gt["joints_3d"]
     if flag is None:
-        return torch.ones(len(gt["image"]), dtype=torch.bool, device=gt["image"].device)
-    return flag.to(device=gt["image"].device, dtype=torch.bool)
+        return torch.ones(len(ref), dtype=torch.bool, device=ref.device)
+    return flag.to(device=ref.device, dtype=torch.bool)
 
 
 def pick(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -140,10 +151,14 @@ def prepare_batch(
     Adds: image (B, 3, size, size); K of the resized crop; root (B, 3) wrist position; scale (B,)
     hand scale; vertices_uvd / joints_uvd (B, N|21, 3); vertices_n / joints_n (B, N|21, 3)
     root-relative scale-normalised camera coordinates; heatmaps (B, 21, size/4, size/4).
+    A batch without images (a keypoint network's: its K is that of the keypoints' square at
+    `size` already) gets neither image nor heat-maps.
     """
     out = dict(batch)
-    src = batch["image"].shape[-1]
-    out["image"] = resize_image(batch["image"], size)
+    has_image = "image" in batch
+    src = batch["image"].shape[-1] if has_image else size
+    if has_image:
+        out["image"] = resize_image(batch["image"], size)
     out["K"] = K = scale_intrinsics(batch["K"], src, size)
     joints, vertices = batch["joints_3d"].float(), batch["vertices"].float()
     root, scale = joints[:, 0], hand_scale(joints)
@@ -154,7 +169,8 @@ def prepare_batch(
     out["vertices_uvd"] = to_uvd(vertices, K, root[:, 2], scale, size)
     out["joints_n"] = (joints - root[:, None]) / scale[:, None, None]
     out["vertices_n"] = (vertices - root[:, None]) / scale[:, None, None]
-    out["heatmaps"] = joint_heatmaps(batch["joints_2d"], src, size, heatmap_sigma)
+    if has_image:
+        out["heatmaps"] = joint_heatmaps(batch["joints_2d"], src, size, heatmap_sigma)
     return out
 
 
@@ -189,12 +205,18 @@ def overlay_row(
     joints: torch.Tensor | None,
     faces: np.ndarray,
     count: int,
+    size: int | None = None,
 ) -> np.ndarray:
     """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
     given camera-frame vertices (B, N, 3; None: a pose-only network, skeleton only) and joints
-    (B, 21, 3; None: the mesh only) drawn on them."""
-    images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    (B, 21, 3; None: the mesh only) drawn on them; a batch without images (a keypoint
+    network's) is drawn on grey squares of `size` pixels."""
     K = gt["K"][:count]
+    if "image" in gt:
+        images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    else:
+        assert size is not None, "a batch without images needs the square's size"
+        images = np.full((len(K), size, size, 3), 64, dtype=np.uint8)
     # .float() after projecting too: under bf16 autocast the projection comes back in bf16,
     # which numpy cannot hold.
     j_px: Any = [None] * len(images)
@@ -208,13 +230,18 @@ def overlay_row(
 
 
 def preview_grid(
-    gt: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], faces: np.ndarray, count: int
+    gt: dict[str, torch.Tensor],
+    pred: dict[str, torch.Tensor],
+    faces: np.ndarray,
+    count: int,
+    size: int | None = None,
 ) -> np.ndarray:
     """(2 S, count * S, 3) uint8: the predicted mesh and joints (top row) and the ground truth
-    (bottom row) on the first ``count`` images of a prepared batch."""
-    top = overlay_row(gt, pred.get("vertices"), pred["joints"], faces, count)
+    (bottom row) on the first ``count`` images of a prepared batch (`overlay_row`)."""
+    top = overlay_row(gt, pred.get("vertices"), pred["joints"], faces, count, size)
     has_mesh = bool(gt.get("has_mesh", torch.ones(1, dtype=torch.bool))[:count].all())
-    bottom = overlay_row(gt, gt["vertices"] if has_mesh else None, gt["joints_3d"], faces, count)
+    truth = gt["vertices"] if has_mesh else None
+    bottom = overlay_row(gt, truth, gt["joints_3d"], faces, count, size)
     return np.concatenate([top, bottom], axis=0)
 
 
@@ -276,8 +303,8 @@ class PretrainModule(pl.LightningModule):
 
     # -- forward pieces --------------------------------------------------------------------------
 
-    def forward(self, image: torch.Tensor) -> NetOutput:
-        return self.net(image)
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        return self.net(x)
 
     def lift(self, uvd: torch.Tensor, gt: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted uvd (B, N, 3) -> camera metres with the batch's root depth and scale."""
@@ -320,13 +347,13 @@ class PretrainModule(pl.LightningModule):
                 terms["pose"] = losses.pose_loss(pick(pred, keep), pick(gt["joints_n"], keep))
             anchor = joints_uvd
         else:
-            out = self.net(gt["image"])
+            out = self.net(network_input(gt))
             anchor = out.joints
             joints = self._normalised(self.lift(self._stage_joints(out), gt), gt)
             has_3d = labelled(gt, "joints_3d")
             if self.stage == "full":
                 has_2d, has_mesh = labelled(gt, "joints_2d"), labelled(gt, "mesh")
-                if has_2d.any():
+                if has_2d.any() and out.heatmaps:
                     terms["heatmap"] = losses.heatmap_loss(
                         [pick(m, has_2d) for m in out.heatmaps], pick(gt["heatmaps"], has_2d)
                     )
@@ -361,7 +388,7 @@ class PretrainModule(pl.LightningModule):
         self.log_dict(
             {f"train/{k}": v.detach() for k, v in terms.items()},
             prog_bar=False,
-            batch_size=len(gt["image"]),
+            batch_size=len(gt["joints_3d"]),
         )
         self.log("loss", terms["total"].detach(), prog_bar=True, logger=False)
         return terms["total"]
@@ -373,7 +400,7 @@ class PretrainModule(pl.LightningModule):
         if self.stage == "pose_regressor":
             joints = self.lift(self.net.pose_regressor(gt["vertices_uvd"]), gt)
             return {"joints": joints}
-        out = self.net(gt["image"])
+        out = self.net(network_input(gt))
         lifted = self.net.lift(
             out._replace(joints=self._stage_joints(out)), gt["K"], gt["root"][:, 2], gt["scale"]
         )
@@ -382,7 +409,7 @@ class PretrainModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gt = prepare_batch(batch, self.net.input_size, self.cfg["model"]["heatmap_sigma"])
         terms, _ = self.compute_losses(gt)
-        size = len(gt["image"])
+        size = len(gt["joints_3d"])
         for key, value in terms.items():
             self._epoch.add(key, value, size)
         if self.stage == "hourglass":
@@ -411,7 +438,7 @@ class PretrainModule(pl.LightningModule):
         joints: a PNG per validation under <stage>/previews/, and an image in W&B."""
         if not all(torch.isfinite(v).all() for v in pred.values()):
             return  # a diverged run logs NaN metrics; drawing NaN points would crash it
-        grid = preview_grid(gt, pred, self.faces.cpu().numpy(), count=PREVIEW_IMAGES)
+        grid = preview_grid(gt, pred, self.faces.cpu().numpy(), PREVIEW_IMAGES, self.net.input_size)
         step = int(self.global_step)
         folder = Path(self.trainer.default_root_dir) / "previews"
         folder.mkdir(parents=True, exist_ok=True)

@@ -226,7 +226,7 @@ def run_pretraining(
         data.setup("fit")
         sample = data.train_set[0]
         model = HandModel.load(cfg["handmodel"]["mano"])
-        check_topology(cfg, int(sample["vertices"].shape[0]), model.num_vertices)
+        check_topology(cfg, int(sample["vertices"].shape[-2]), model.num_vertices)
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg["train"]["seed"]), workers=True)

@@ -3,9 +3,12 @@
     f_out = sum_{k<K} T_k(L~) f_in theta_k + b,   L~ = 2 L / lambda_max - I,
     T_0 = I, T_1 = L~, T_k = 2 L~ T_{k-1} - T_{k-2},   L = I - D^-1/2 W D^-1/2,
 
-f_in (S_l, C_in) -> f_out (S_l, C_out) per graph signal, theta_k (C_in, C_out). The parameters
-and their initialisation are those of `torch_geometric.nn.ChebConv` (``lins.k.weight`` holds
-theta_k transposed, ``bias`` is b), so state dicts of either load into the other.
+f_in (S_l, C_in) -> f_out (S_l, C_out) per graph signal, theta_k (C_in, C_out). The parameters,
+their initialisation (the same random draws) and L~ (PyG's "sym" normalisation, an isolated
+node's L_ii = 1 included) are those of `torch_geometric.nn.ChebConv` (``lins.k.weight`` holds
+theta_k transposed, ``bias`` is b), so state dicts of either load into the other; the tests
+check values and gradients against ChebConv itself. It is not a subclass of ChebConv: importing
+PyG costs about a second (its compile machinery), which inference commands should not pay.
 
 The graph never changes and every signal of a batch lives on it, so the convolution runs as
 K - 1 sparse products with a CSR copy of L~ and one dense product with the stacked theta_k, on the
@@ -22,6 +25,7 @@ weight 0 as padding) followed by a weighted sum, which gives the same values.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -29,7 +33,7 @@ from functools import partial
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch_geometric.nn import ChebConv
+from torch import nn
 
 from handshape.geometry.graclus import MeshHierarchy
 
@@ -182,12 +186,53 @@ def _use_gather() -> bool:
     )
 
 
-class MeshChebConv(ChebConv):
-    """A `torch_geometric.nn.ChebConv` (K, "sym" normalisation) bound to one hierarchy level.
+def chebyshev_laplacian(
+    edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int, lambda_max: float
+) -> sp.csr_matrix:
+    """L~ = 2 L / lambda_max - I with L = I - D^-1/2 W D^-1/2, float64, as PyG's ChebConv
+    normalises a graph ("sym"): self loops dropped, degrees summed over edge_index[0], every
+    node (an isolated one too) given L_ii = 1. Rows are the messages' targets (edge_index[1])."""
+    src, dst = edge_index.numpy()
+    weight = edge_weight.to(torch.float64).numpy()
+    keep = src != dst
+    src, dst, weight = src[keep], dst[keep], weight[keep]
+    degree = np.bincount(src, weights=weight, minlength=num_nodes)
+    with np.errstate(divide="ignore"):
+        inv_sqrt = np.where(degree > 0, degree**-0.5, 0.0)
+    off = -inv_sqrt[src] * weight * inv_sqrt[dst] * (2.0 / lambda_max)
+    nodes = np.arange(num_nodes)
+    diagonal = np.full(num_nodes, 2.0 / lambda_max - 1.0)
+    return sp.csr_matrix(
+        (
+            np.concatenate([off, diagonal]),
+            (np.concatenate([dst, nodes]), np.concatenate([src, nodes])),
+        ),
+        shape=(num_nodes, num_nodes),
+    )
+
+
+def _glorot(weight: torch.Tensor) -> None:
+    bound = math.sqrt(6.0 / (weight.shape[-2] + weight.shape[-1]))
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+
+
+class _Theta(nn.Module):
+    """One Chebyshev term's weight (C_out, C_in), where PyG's ChebConv keeps it (lins.k.weight);
+    not an nn.Linear, whose own initialisation would take random draws ChebConv does not."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+
+
+class MeshChebConv(nn.Module):
+    """A Chebyshev convolution (K, PyG ChebConv's "sym" normalisation) bound to one hierarchy
+    level.
 
     The graph is the level's padded graph (fake nodes isolated) and lambda_max the hierarchy's
-    precomputed one; L~ is computed once by ChebConv's own normalisation, in float64, and kept
-    as non-persistent buffers (the state dict holds only ``lins.k.weight`` and ``bias``, as
+    precomputed one; L~ is computed once, in float64 (`chebyshev_laplacian`), and kept as
+    non-persistent buffers (the state dict holds only ``lins.k.weight`` and ``bias``, as
     ChebConv's). Fake nodes are isolated, so they never exchange values with real nodes. (PyG's
     Laplacian gives an isolated node L_ii = 1 where `normalized_laplacian` has 0; this only
     changes the values at fake nodes, which no real node reads.)
@@ -212,28 +257,31 @@ class MeshChebConv(ChebConv):
         node_dim: int = -2,
         gather: bool = False,
     ) -> None:
-        super().__init__(in_channels, out_channels, K, normalization="sym", bias=bias)
+        super().__init__()
+        if K <= 0:
+            raise ValueError(f"K must be positive, got {K}")
         if not 0 <= level <= hierarchy.levels:
             raise ValueError(f"level must lie in [0, {hierarchy.levels}], got {level}")
         if node_dim not in (0, -2):
             raise ValueError(f"node_dim must be 0 (node-major) or -2, got {node_dim}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.lins = nn.ModuleList(_Theta(in_channels, out_channels) for _ in range(K))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # ChebConv's random draws: each weight initialised when built, then all again by its
+        # reset_parameters, so that one seed gives both modules the same weights.
+        for _ in range(2):
+            for lin in self.lins:
+                _glorot(lin.weight)
         self.level = level
         self.num_nodes = hierarchy.num_slots[level]
         self.node_dim = node_dim
         self.gather = gather
-        with torch.no_grad():
-            lap_index, lap_weight = super().__norm__(
-                hierarchy.edge_index[level],
-                self.num_nodes,
-                hierarchy.edge_weight[level].to(torch.float64),
-                "sym",
-                torch.tensor(hierarchy.lambda_max[level], dtype=torch.float64),
-                dtype=torch.float64,
-            )
-        lap = sp.csr_matrix(
-            (lap_weight.numpy(), (lap_index[1].numpy(), lap_index[0].numpy())),
-            shape=(self.num_nodes, self.num_nodes),
-        )  # PyG sends messages along edge_index[0] -> edge_index[1]: rows are the targets
+        lap = chebyshev_laplacian(
+            hierarchy.edge_index[level],
+            hierarchy.edge_weight[level],
+            self.num_nodes,
+            float(hierarchy.lambda_max[level]),
+        )
         lap_t = lap.T.tocsr()
         for name, matrix in (("csr", lap), ("csr_t", lap_t)):
             matrix.sort_indices()

@@ -1,5 +1,10 @@
 """The whole network of Fig. 3: stacked hourglass -> residual encoder -> mesh head -> joints.
 
+What the network reads is a setting, ``model.input``: ``image`` (the paper's: a crop through
+the stacked hourglass and residual encoder) or ``keypoints`` (21 keypoints with confidences and
+relative depths through `KeypointEncoder`, features from `handshape.data.keypoint_inputs`); the
+latent vector, the heads, the pose regressor and the uvd output are the same for both.
+
 Where the joints come from is a setting, ``model.pose_from``: ``mesh`` (the paper's method: the
 linear graph regressor on the head's vertices) or ``latent`` (`LatentPoseRegressor` on the latent
 vector: with ``model.head.name: none`` the pose-only "Baseline 1" of Fig. 8, with a mesh head the
@@ -15,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from handshape.data.keypoint_inputs import num_features as keypoint_features
 from handshape.geometry.camera import from_uvd
 from handshape.geometry.graclus import MeshHierarchy
 from handshape.geometry.mesh_graph import mesh_hierarchy
@@ -22,10 +28,12 @@ from handshape.handmodel.model import HandModel
 from handshape.nets.encoder import ResidualEncoder
 from handshape.nets.heads import build_head
 from handshape.nets.hourglass import StackedHourglass
+from handshape.nets.keypoint_encoder import KeypointEncoder
 from handshape.nets.latent_pose import LatentPoseRegressor
 from handshape.nets.pose_regressor import PoseRegressor
 
 POSE_SOURCES = ("mesh", "latent")
+INPUTS = ("image", "keypoints")
 NO_HEAD = "none"  # model.head.name of a pose-only network
 
 
@@ -41,7 +49,7 @@ def _plain(section: Any) -> dict[str, Any]:
 
 
 class NetOutput(NamedTuple):
-    heatmaps: list[torch.Tensor]  # per stack (B, 21, S/4, S/4)
+    heatmaps: list[torch.Tensor]  # per stack (B, 21, S/4, S/4); none for a keypoint network
     latent: torch.Tensor  # (B, L)
     vertices: torch.Tensor | None  # (B, N, 3) uvd; None for a pose-only network
     joints: torch.Tensor  # (B, 21, 3) uvd: the network's answer (from model.pose_from)
@@ -56,7 +64,8 @@ class CameraHand(NamedTuple):
 
 
 class HandNet(nn.Module):
-    """Image (B, 3, S, S) -> heat-maps, latent, mesh and joints; sizes from the model config.
+    """Image (B, 3, S, S) or keypoint features (B, 21 * 4 + 3) -> heat-maps, latent, mesh and
+    joints; sizes from the model config.
 
     hierarchy: the coarsening tree of the output mesh (the Graph CNN head and the pose
     regressor); hand: the parametric hand model, needed by the mano and lbs heads.
@@ -73,17 +82,33 @@ class HandNet(nn.Module):
         num_joints: int = 21,
     ) -> None:
         super().__init__()
-        hg = cfg.hourglass
         self.input_size = int(cfg.input_size)
-        self.hourglass = StackedHourglass(
-            num_stacks=hg.num_stacks, channels=hg.channels, num_joints=num_joints, depth=hg.depth
-        )
-        self.encoder = ResidualEncoder(
-            in_channels=num_joints + hg.channels,
-            channels=cfg.encoder.channels,
-            latent_dim=cfg.encoder.latent_dim,
-            input_resolution=self.input_size // 4,
-        )
+        self.input = str(cfg.get("input", "image"))  # bundles from before the setting: image
+        if self.input not in INPUTS:
+            raise ValueError(f"model.input must be one of {INPUTS}, got '{self.input}'")
+        self.hourglass: StackedHourglass | None = None
+        self.encoder: ResidualEncoder | None = None
+        self.keypoint_encoder: KeypointEncoder | None = None
+        if self.input == "image":
+            hg = cfg.hourglass
+            self.hourglass = StackedHourglass(
+                num_stacks=hg.num_stacks,
+                channels=hg.channels,
+                num_joints=num_joints,
+                depth=hg.depth,
+            )
+            self.encoder = ResidualEncoder(
+                in_channels=num_joints + hg.channels,
+                channels=cfg.encoder.channels,
+                latent_dim=cfg.encoder.latent_dim,
+                input_resolution=self.input_size // 4,
+            )
+        else:
+            self.keypoint_encoder = KeypointEncoder(
+                keypoint_features(num_joints),
+                cfg.encoder.latent_dim,
+                **_plain(cfg.get("keypoint_encoder")),
+            )
         # model.head.name picks the head; model.head.<name> holds that head's settings, so
         # every head's settings can sit in one config and a swap is `model.head.name=mano`.
         name = str(cfg.head.name)
@@ -149,9 +174,16 @@ class HandNet(nn.Module):
     def has_mesh(self) -> bool:
         return self.head is not None
 
-    def forward(self, image: torch.Tensor) -> NetOutput:
-        heatmaps, features = self.hourglass(image)
-        latent = self.encoder(torch.cat([heatmaps[-1], features], dim=1))
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        """x: images (B, 3, S, S) in [0, 1], or keypoint features for ``model.input:
+        keypoints``."""
+        if self.keypoint_encoder is not None:
+            heatmaps: list[torch.Tensor] = []
+            latent = self.keypoint_encoder(x)
+        else:
+            assert self.hourglass is not None and self.encoder is not None
+            heatmaps, features = self.hourglass(x)
+            latent = self.encoder(torch.cat([heatmaps[-1], features], dim=1))
         vertices = mesh_joints = None
         if self.head is not None and self.pose_regressor is not None:
             vertices = self.head(latent)

@@ -26,12 +26,12 @@ from torch.utils.data import default_collate
 from handshape.atomic import atomic_write, atomic_write_text
 from handshape.config import load_experiment
 from handshape.data.demo import DemoDataModule
-from handshape.evaluate import load_network
 from handshape.geometry.camera import hand_scale, scale_intrinsics
 from handshape.handmodel.model import HandModel
 from handshape.lit.finetune import evaluate_domain, run_finetune
 from handshape.lit.pretrain import overlay_row, resize_image
 from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, plot_pck
+from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
 from handshape.studies.report import label_rows
 from handshape.studies.spec import Study

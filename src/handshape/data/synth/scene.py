@@ -244,6 +244,28 @@ def _camera_rotation(direction: np.ndarray, roll: float) -> np.ndarray:
     return np.stack([right, down, forward], axis=0)
 
 
+def variant_poses(
+    model: HandModel, library: GestureLibrary, per_gesture: int, spread: float
+) -> torch.Tensor:
+    """(G, V, 16, 3) float64: V variants of each library gesture inside the joint limits, each
+    fixed by (gesture, variant) alone; variant 0 is the gesture itself."""
+    limits = model.limits
+    base = library.pose_tensor(limits).double()
+    out = []
+    for g in range(len(base)):
+        gen = torch.Generator().manual_seed(1_000_003 * (g + 1))
+        around = base[g : g + 1].expand(per_gesture, -1, -1)
+        variants = limits.sample(len(around), generator=gen, spread=spread, around=around)
+        variants[0] = base[g]
+        out.append(variants)
+    return torch.stack(out)
+
+
+def held_out_variant(variant: int, per_gesture: int, last_variants: int) -> bool:
+    """Whether gesture variant `variant` is kept for validation (the last `last_variants`)."""
+    return variant >= per_gesture - last_variants
+
+
 class SceneSampler:
     """Draws scenes for one configuration and hand model."""
 
@@ -258,18 +280,8 @@ class SceneSampler:
     @cached_property
     def _variant_poses(self) -> torch.Tensor:
         """(G, V, 16, 3): each gesture's variants, fixed by (gesture, variant) alone."""
-        limits = self.model.limits
-        base = self.library.pose_tensor(limits).double()
-        out = []
-        for g in range(len(base)):
-            gen = torch.Generator().manual_seed(1_000_003 * (g + 1))
-            around = base[g : g + 1].expand(self.config.variants_per_gesture, -1, -1)
-            variants = limits.sample(
-                len(around), generator=gen, spread=self.config.variant_spread, around=around
-            )
-            variants[0] = base[g]  # variant 0 is the gesture itself
-            out.append(variants)
-        return torch.stack(out)
+        cfg = self.config
+        return variant_poses(self.model, self.library, cfg.variants_per_gesture, cfg.variant_spread)
 
     def held_out(self, viewpoint: int | None = None, variant: int | None = None) -> bool:
         """Whether a viewpoint or gesture variant belongs to the validation split."""
@@ -277,7 +289,7 @@ class SceneSampler:
         if viewpoint is not None:
             return viewpoint % val["viewpoint_every"] == 0
         assert variant is not None
-        return variant >= self.config.variants_per_gesture - val["last_variants"]
+        return held_out_variant(variant, self.config.variants_per_gesture, val["last_variants"])
 
     @functools.cache  # noqa: B019 - two splits per sampler; the sampler lives as long
     def _choices(self, split: str) -> tuple[np.ndarray, np.ndarray]:
