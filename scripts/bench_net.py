@@ -90,7 +90,7 @@ def onnx_latency(net: HandNet, cfg: dict[str, Any], repeat: int) -> float | None
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    from handshape.export import OnnxHandNet, export_network
+    from handshape.inference.export import OnnxHandNet, export_network
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "net.onnx"

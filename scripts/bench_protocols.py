@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.predictions import (
+from handshape.evaluation.predictions import (
     read_freihand_predictions,
     read_joint_predictions,
     write_freihand_predictions,
     write_joint_predictions,
 )
-from handshape.protocols import freihand_report, hand3d_report, pck_2d_report
+from handshape.evaluation.protocols import freihand_report, hand3d_report, pck_2d_report
 
 
 def _timed(fn):

@@ -42,12 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from handshape.data.keypoint_inputs import keypoint_square  # noqa: E402
+from handshape.evaluation.metrics import align_root_scale, procrustes_align  # noqa: E402
 from handshape.inference.camera import Camera  # noqa: E402
 from handshape.inference.hands import Hand, HandFinder, HandTracker, box_iou  # noqa: E402
 from handshape.inference.media import read_image  # noqa: E402
 from handshape.inference.meshes import ImageMesher, KeypointMesher  # noqa: E402
 from handshape.inference.predict import default_bundle  # noqa: E402
-from handshape.metrics import align_root_scale, procrustes_align  # noqa: E402
 
 START, END = "<!-- bench:real start -->", "<!-- bench:real end -->"
 FOUND_IOU = 0.3

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from handshape.data.batches import prepare_batch
 from handshape.data.synth.reader import SyntheticDataset
-from handshape.lit.pretrain import prepare_batch
-from handshape.metrics import pck_report
+from handshape.evaluation.metrics import pck_report
 
 
 def normalised(

@@ -42,12 +42,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_graph import decoder_vs_pyg
 
-from handshape.atomic import atomic_write_text
 from handshape.config import load_experiment
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.inference import for_inference
 from handshape.nets.network import HandNet
+from handshape.safeio.atomic import atomic_write_text
 
 log = logging.getLogger("gpu_check")
 STAGE_RATIO = {"hourglass": 2, "pose_regressor": 1, "full": 6}  # the paper's 100k : 50k : 300k

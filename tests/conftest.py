@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,25 @@ def tiny_data_overrides() -> Callable[[Path], list[str]]:
         ]
 
     return overrides
+
+
+@pytest.fixture(scope="session")
+def synthetic_batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """A data batch of four synthetic samples rendered at 64 x 64 (the first of one shard of
+    8 training samples, read validation-style: fixed backgrounds). Read only: shared by every
+    test that asks for it."""
+    from torch.utils.data import default_collate  # the rendering stack only where used
+
+    from handshape.data.synth.generate import Plan, generate
+    from handshape.data.synth.reader import SyntheticDataset
+    from handshape.data.synth.scene import SynthConfig
+
+    base = SynthConfig.load(CONFIGS / "data" / "synthetic.yaml")
+    config = dataclasses.replace(base, size=64, shard_size=8)
+    plan = Plan(tmp_path_factory.mktemp("tiny") / "data", "train", 8, 0, config)
+    generate(plan, progress=False)
+    dataset = SyntheticDataset(plan.folder, train=False)
+    return default_collate([dataset[i] for i in range(4)])
 
 
 @pytest.fixture(scope="module")

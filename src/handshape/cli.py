@@ -25,7 +25,7 @@ def _atomic_export(mesh: trimesh.Trimesh, out: Path) -> None:
     suffix = out.suffix.lower()
     if suffix not in (".obj", ".ply"):
         raise SystemExit(f"error: {out}: unsupported mesh format '{suffix}' (use .obj or .ply)")
-    from handshape.atomic import atomic_write
+    from handshape.safeio.atomic import atomic_write
 
     atomic_write(out, lambda tmp: mesh.export(tmp, file_type=suffix[1:]))
 
@@ -155,8 +155,8 @@ def _data_spec(text: str) -> tuple[str, Path, str | None]:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from handshape.benchmarks import BENCHMARKS
     from handshape.data.registry import eval_dataset, spec
+    from handshape.evaluation.benchmarks import BENCHMARKS
 
     name, root, split = args.data
     if name in BENCHMARKS:
@@ -167,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"--predictions / --save-predictions: prediction files exist for "
             f"{', '.join(BENCHMARKS)}, not {name}"
         )
-    from handshape.evaluate import evaluate, write_results
+    from handshape.evaluation.evaluate import evaluate, write_results
 
     net, cfg, lifter = _eval_network(args)
     results = evaluate(net, cfg, eval_dataset(name, root, split), limit=args.limit, lifter=lifter)
@@ -177,9 +177,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _eval_benchmark(args: argparse.Namespace, name: str, root: Path, split: str) -> None:
-    """RHD, STB or FreiHAND under its own protocol (handshape.benchmarks)."""
-    from handshape import benchmarks
+    """RHD, STB or FreiHAND under its own protocol (handshape.evaluation.benchmarks)."""
     from handshape.data.registry import eval_dataset
+    from handshape.evaluation import benchmarks
 
     if args.save_predictions is not None and args.predictions is not None:
         raise ValueError("--save-predictions writes a network's predictions: give --checkpoint")
@@ -344,7 +344,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _onnx_mesher(args: argparse.Namespace):
-    from handshape.export import OnnxHandNet
+    from handshape.inference.export import OnnxHandNet
     from handshape.inference.meshes import ImageMesher
 
     if args.model != "image" or args.checkpoint is None:
@@ -364,7 +364,7 @@ def _onnx_mesher(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from handshape.export import export_network
+    from handshape.inference.export import export_network
 
     net, cfg = _load_checkpoint(args.checkpoint)
     try:
@@ -387,10 +387,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from handshape.config import load_experiment
-    from handshape.evaluate import write_results
+    from handshape.evaluation.evaluate import write_results
+    from handshape.evaluation.metrics import format_mm
+    from handshape.lit.pipeline import train_and_evaluate
     from handshape.lit.report import write_report
-    from handshape.metrics import format_mm
-    from handshape.pipeline import train_and_evaluate
 
     cfg = load_experiment(args.experiment, args.overrides, args.configs)
     if str(cfg.data.name) not in ("synthetic", "keypoints"):
@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--predictions",
         type=Path,
         help="score another method's predictions instead (rhd, stb: JSON id -> 21 x 3 m; "
-        "freihand: pred.json; layouts in handshape.predictions)",
+        "freihand: pred.json; layouts in handshape.evaluation.predictions)",
     )
     p.add_argument(
         "--data",

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from handshape.data.real import DataFileError, LayoutError, project, to_source_frame
 from handshape.data.rhd import RHD_TO_PROJECT, RHDDataset, RHDReader, decode_depth, read_mask_ids
-from handshape.safe_pickle import UnsafePickleError
+from handshape.safeio.pickles import UnsafePickleError
 from real_formats import make_rhd, python2_pickle, write_png
 
 

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from handshape.evaluation.metrics import pck_report
 from handshape.lit.epoch_metrics import EpochMetrics
-from handshape.metrics import pck_report
 
 
 def test_batch_means_are_weighted_by_their_samples_and_prefixed() -> None:

@@ -10,9 +10,9 @@ import torch
 from omegaconf import OmegaConf
 
 from handshape.config import load_experiment
+from handshape.data.batches import prepare_batch
 from handshape.data.keypoint_data import KeypointDataModule
 from handshape.geometry.camera import from_uvd
-from handshape.lit.pretrain import prepare_batch
 from handshape.lit.train import run_pretraining
 from handshape.nets.bundle import load_network
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from handshape.cli import main
 from handshape.config import load_experiment
-from handshape.lit.pretrain import PretrainModule, labelled, prepare_batch
+from handshape.data.batches import prepare_batch
+from handshape.lit.pretrain import PretrainModule, labelled
 from handshape.lit.train import run_pretraining, write_bundle
 from handshape.nets.network import HandNet
 from real_formats import make_rhd

@@ -57,7 +57,7 @@ def test_contact_sheet_failed_write_leaves_no_temp(
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("handshape.atomic.os.replace", boom)
+    monkeypatch.setattr("handshape.safeio.atomic.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         contact_sheet([("a", [_solid(10, 10, 0)])], tmp_path / "x.png", columns=1, title=None)
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from handshape.handmodel.model import HandModel
-from handshape.losses import rendered_depth_loss
+from handshape.lit.losses import rendered_depth_loss
 from handshape.render.depth_raster import DepthRenderer, mesh_topology, render_depth
 
 pytestmark = pytest.mark.usefixtures("single_thread")

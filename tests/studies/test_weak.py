@@ -16,10 +16,10 @@ from PIL import Image
 from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.geometry.camera import project
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import overlay_row
 from handshape.lit.train import write_bundle
 from handshape.nets.network import HandNet
 from handshape.render.annotate import draw_mesh_overlay
+from handshape.render.overlays import overlay_row
 from handshape.studies.spec import load_study, study_path
 from handshape.studies.weak import mesh_row, run_weak_study
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from handshape.atomic import atomic_write, record_once
+from handshape.safeio.atomic import atomic_write, record_once
 
 logger = logging.getLogger(__name__)
 

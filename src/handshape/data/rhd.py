@@ -9,7 +9,7 @@ Layout under the root (320 x 320 px renders; 41,258 training and 2,728 evaluatio
 Annotations: a Python 2 pickle ``{sample_id: {'xyz': (42, 3), 'uv_vis': (42, 3), 'K': (3, 3)}}``;
 xyz in metres in the camera frame, uv in pixels with a visibility column (1 = visible). Joints
 0-20 are the left hand, 21-41 the right; per hand 0 wrist, then thumb, index, middle, ring, little,
-each TIP FIRST (tip, DIP, PIP, MCP). The pickle is read only through `handshape.safe_pickle`
+each TIP FIRST (tip, DIP, PIP, MCP). The pickle is read only through `handshape.safeio.pickles`
 (numpy arrays and the containers pickle builds itself; latin1 for the Python 2 array bytes).
 
 Masks: 0 background, 1 person, 2-17 the left hand (thumb, index, middle, ring, little three ids
@@ -37,7 +37,7 @@ from handshape.data.real import (
     expect,
     read_image,
 )
-from handshape.safe_pickle import (
+from handshape.safeio.pickles import (
     NUMPY_GLOBALS,
     PickleFileError,
     UnsafePickleError,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.atomic import atomic_write
 from handshape.geometry import graclus
 from handshape.geometry.graclus import MeshHierarchy
 from handshape.geometry.graph_laplacian import mesh_adjacency
+from handshape.safeio.atomic import atomic_write
 
 __all__ = ["clear_memory_cache", "default_cache_dir", "hierarchy_cache_key", "mesh_hierarchy"]
 

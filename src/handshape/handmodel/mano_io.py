@@ -2,7 +2,7 @@
 
 MANO ships as a Python 2 pickle that references chumpy and scipy.sparse classes. Unpickling a file
 runs whatever callables it names, so user files are never given to `pickle.load`: the restricted
-unpickler of `handshape.safe_pickle`, with the allow-list below, resolves only numpy's array
+unpickler of `handshape.safeio.pickles`, with the allow-list below, resolves only numpy's array
 reconstruction and a few harmless builtins, and replaces chumpy and scipy sparse classes with
 inert placeholders that merely record their pickled state. Those placeholders are turned into
 plain numpy arrays afterwards, which also means neither chumpy nor scipy has to be importable
@@ -24,8 +24,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from handshape import safe_pickle
-from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
 from handshape.joints import (
     KINEMATIC_PARENTS,
@@ -33,7 +31,9 @@ from handshape.joints import (
     MANO_TO_KINEMATIC,
     NUM_KINEMATIC,
 )
-from handshape.safe_pickle import NUMPY_GLOBALS, PickleFileError, guarded, load_restricted
+from handshape.safeio import pickles
+from handshape.safeio.atomic import atomic_write
+from handshape.safeio.pickles import NUMPY_GLOBALS, PickleFileError, guarded, load_restricted
 
 __all__ = [
     "MANO_ROOT_PARENT",
@@ -61,7 +61,7 @@ class ModelFileError(PickleFileError):
     """A hand model file is unreadable: not a pickle, truncated, or not in the expected layout."""
 
 
-class UnsafePickleError(ModelFileError, safe_pickle.UnsafePickleError):
+class UnsafePickleError(ModelFileError, pickles.UnsafePickleError):
     """A pickle names a global that could execute code, so loading it was refused."""
 
 
@@ -252,7 +252,7 @@ def safe_load_pickle(path: Path) -> Any:
     """Load a pickle that may only contain numpy arrays, scipy sparse and chumpy arrays.
 
     Sparse matrices come back dense and chumpy variables as their value, both as numpy arrays,
-    without importing scipy or chumpy. The restricted unpickling is `handshape.safe_pickle`'s.
+    without importing scipy or chumpy. The restricted unpickling is `handshape.safeio.pickles`'s.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -269,7 +269,7 @@ def safe_load_pickle(path: Path) -> Any:
             _placeholder_resolver(),
             what="numpy arrays, scipy sparse matrices and chumpy arrays",
         )
-    except safe_pickle.UnsafePickleError as err:
+    except pickles.UnsafePickleError as err:
         raise UnsafePickleError(str(err)) from err
     except PickleFileError as err:
         raise ModelFileError(str(err)) from err

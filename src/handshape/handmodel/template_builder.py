@@ -23,7 +23,6 @@ import scipy.sparse as sp
 import yaml
 from skimage.measure import marching_cubes
 
-from handshape.atomic import atomic_write
 from handshape.handmodel.data import HandModelData
 from handshape.joints import (
     FINGERS,
@@ -32,6 +31,7 @@ from handshape.joints import (
     NUM_KINEMATIC,
     TIP_JOINTS,
 )
+from handshape.safeio.atomic import atomic_write
 
 ASSETS = Path(__file__).parent / "assets"
 DESIGN_PATH = ASSETS / "design.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.atomic import atomic_write
+from handshape.safeio.atomic import atomic_write
 
 FORMATS = ("ply", "obj")
 

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from handshape.atomic import atomic_write, atomic_write_text
 from handshape.inference.camera import Camera
 from handshape.inference.hands import Hand, HandFinder, HandTracker
 from handshape.inference.media import VideoReader, VideoWriter, read_image
@@ -34,6 +33,7 @@ from handshape.inference.mesh_files import write_mesh
 from handshape.inference.meshes import HandMesh, ImageMesher, KeypointMesher
 from handshape.inference.smoothing import OneEuro
 from handshape.render.annotate import draw_mesh_overlay
+from handshape.safeio.atomic import atomic_write, atomic_write_text
 
 MODELS = ("keypoints", "image")
 # Measured on shared/real_samples (docs/benchmarks.md): the keypoint network is better.

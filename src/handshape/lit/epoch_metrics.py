@@ -11,7 +11,7 @@ values.
 
 `EpochMetrics.add` takes batch means with their weights (the number of samples behind them);
 `EpochMetrics.summary` returns weighted means over all ranks and the PCK report
-(`handshape.metrics.pck_report`) of all ranks' joint errors, then starts a new epoch;
+(`handshape.evaluation.metrics.pck_report`) of all ranks' joint errors, then starts a new epoch;
 `EpochMetrics.log` logs that summary from a LightningModule.
 """
 
@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-from handshape.metrics import pck_report
+from handshape.evaluation.metrics import pck_report
 
 __all__ = ["EpochMetrics", "gather_objects"]
 

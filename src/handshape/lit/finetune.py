@@ -39,20 +39,21 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from handshape import losses
-from handshape.atomic import record_once
+from handshape.data.batches import joint_heatmaps, resize_image
 from handshape.data.demo import DemoDataModule
 from handshape.data.pseudo_gt import PseudoGTDataset, build_pseudo_gt, cache_folder, file_hash
 from handshape.data.real import RealDataset
 from handshape.data.real_datamodule import RealDataModule, real_splits
+from handshape.evaluation.metrics import mean_joint_error, mean_vertex_error, pck_report
 from handshape.geometry.camera import from_uvd, hand_scale, scale_intrinsics
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
+from handshape.lit import losses
 from handshape.lit.epoch_metrics import EpochMetrics
-from handshape.lit.pretrain import joint_heatmaps, make_optimizer, resize_image
-from handshape.metrics import mean_joint_error, mean_vertex_error, pck_report
+from handshape.lit.pretrain import make_optimizer
 from handshape.nets.network import HandNet, NetOutput
 from handshape.render.depth_raster import DepthRenderer
+from handshape.safeio.atomic import record_once
 
 logger = logging.getLogger(__name__)
 

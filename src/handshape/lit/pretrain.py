@@ -23,31 +23,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from pytorch_lightning.loggers import WandbLogger
 
-from handshape import losses
-from handshape.atomic import atomic_write
+from handshape.data.batches import network_input, prepare_batch
 from handshape.data.registry import data_labels
-from handshape.geometry.camera import (
-    from_uvd,
-    hand_scale,
-    heatmaps,
-    project,
-    resize_pixels,
-    scale_intrinsics,
-    to_uvd,
-)
+from handshape.evaluation.metrics import mean_joint_error, mean_vertex_error
+from handshape.geometry.camera import from_uvd
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
 from handshape.handmodel.model import HandModel
+from handshape.lit import losses
 from handshape.lit.epoch_metrics import EpochMetrics
-from handshape.metrics import mean_joint_error, mean_vertex_error
 from handshape.nets.network import NO_HEAD, HandNet, NetOutput
-from handshape.render.annotate import draw_mesh_overlay
+from handshape.render.overlays import preview_grid
+from handshape.safeio.atomic import atomic_write
 
 STAGES = ("hourglass", "pose_regressor", "full", "transfer")
 # The part of the network each partial stage trains; "full" trains all of it.
@@ -80,12 +71,6 @@ def stages_for(model_cfg: dict[str, Any]) -> tuple[str, ...]:
         and (s != "pose_regressor" or has_mesh)
         and (s != "transfer" or (has_mesh and from_latent))
     )
-
-
-def network_input(gt: dict[str, torch.Tensor]) -> torch.Tensor:
-    """What a network reads from a prepared batch: its keypoint features where the batch has
-    them (a keypoint network's data), else the image."""
-    return gt["keypoints"] if "keypoints" in gt else gt["image"]
 
 
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
@@ -141,108 +126,6 @@ def check_topology(cfg: dict[str, Any], data_vertices: int, model_vertices: int)
             "data made with that model (handshape's synthetic data use its own hand; evaluation "
             "does align other topologies)"
         )
-
-
-def prepare_batch(
-    batch: dict[str, torch.Tensor], size: int, heatmap_sigma: float
-) -> dict[str, torch.Tensor]:
-    """Resize a data batch to the network's input size and derive every training target.
-
-    Adds: image (B, 3, size, size); K of the resized crop; root (B, 3) wrist position; scale (B,)
-    hand scale; vertices_uvd / joints_uvd (B, N|21, 3); vertices_n / joints_n (B, N|21, 3)
-    root-relative scale-normalised camera coordinates; heatmaps (B, 21, size/4, size/4).
-    A batch without images (a keypoint network's: its K is that of the keypoints' square at
-    `size` already) gets neither image nor heat-maps.
-    """
-    out = dict(batch)
-    has_image = "image" in batch
-    src = batch["image"].shape[-1] if has_image else size
-    if has_image:
-        out["image"] = resize_image(batch["image"], size)
-    out["K"] = K = scale_intrinsics(batch["K"], src, size)
-    joints, vertices = batch["joints_3d"].float(), batch["vertices"].float()
-    root, scale = joints[:, 0], hand_scale(joints)
-    if "has_joints_3d" in batch:  # no 3D label: a unit scale keeps the unused targets finite
-        scale = torch.where(batch["has_joints_3d"], scale, torch.ones_like(scale))
-    out["root"], out["scale"] = root, scale
-    out["joints_uvd"] = to_uvd(joints, K, root[:, 2], scale, size)
-    out["vertices_uvd"] = to_uvd(vertices, K, root[:, 2], scale, size)
-    out["joints_n"] = (joints - root[:, None]) / scale[:, None, None]
-    out["vertices_n"] = (vertices - root[:, None]) / scale[:, None, None]
-    if has_image:
-        out["heatmaps"] = joint_heatmaps(batch["joints_2d"], src, size, heatmap_sigma)
-    return out
-
-
-def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, S, S) crops -> (B, 3, size, size), antialiased bilinear (unchanged at S = size)."""
-    if image.shape[-1] == size:
-        return image
-    return F.interpolate(
-        image, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
-
-
-def joint_heatmaps(
-    joints_2d: torch.Tensor,
-    src: int,
-    size: int,
-    sigma: float,
-    visible: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """(B, 21, size/4, size/4) target heat-maps of (B, 21, 2) joints given in a src-px crop,
-    for the network's size-px input; joints outside the crop (or not `visible`) get none."""
-    joints = resize_pixels(joints_2d, src, size)
-    valid = ((joints >= 0) & (joints <= size - 1)).all(-1)
-    if visible is not None:
-        valid = valid & visible.bool()
-    return heatmaps(joints, size, size // 4, sigma, valid=valid)
-
-
-def overlay_row(
-    gt: dict[str, torch.Tensor],
-    vertices: torch.Tensor | None,
-    joints: torch.Tensor | None,
-    faces: np.ndarray,
-    count: int,
-    size: int | None = None,
-) -> np.ndarray:
-    """(S, count * S, 3) uint8: the first ``count`` input images of a prepared batch with the
-    given camera-frame vertices (B, N, 3; None: a pose-only network, skeleton only) and joints
-    (B, 21, 3; None: the mesh only) drawn on them; a batch without images (a keypoint
-    network's) is drawn on grey squares of `size` pixels."""
-    K = gt["K"][:count]
-    if "image" in gt:
-        images = (gt["image"][:count].clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-    else:
-        assert size is not None, "a batch without images needs the square's size"
-        images = np.full((len(K), size, size, 3), 64, dtype=np.uint8)
-    # .float() after projecting too: under bf16 autocast the projection comes back in bf16,
-    # which numpy cannot hold.
-    j_px: Any = [None] * len(images)
-    if joints is not None:
-        j_px = project(joints[:count].float(), K).detach().float().cpu().numpy()
-    v_px: Any = [None] * len(images)
-    if vertices is not None:
-        v_px = project(vertices[:count].float(), K).detach().float().cpu().numpy()
-    tiles = [draw_mesh_overlay(i, v, faces, j) for i, v, j in zip(images, v_px, j_px, strict=True)]
-    return np.concatenate(tiles, axis=1)
-
-
-def preview_grid(
-    gt: dict[str, torch.Tensor],
-    pred: dict[str, torch.Tensor],
-    faces: np.ndarray,
-    count: int,
-    size: int | None = None,
-) -> np.ndarray:
-    """(2 S, count * S, 3) uint8: the predicted mesh and joints (top row) and the ground truth
-    (bottom row) on the first ``count`` images of a prepared batch (`overlay_row`)."""
-    top = overlay_row(gt, pred.get("vertices"), pred["joints"], faces, count, size)
-    has_mesh = bool(gt.get("has_mesh", torch.ones(1, dtype=torch.bool))[:count].all())
-    truth = gt["vertices"] if has_mesh else None
-    bottom = overlay_row(gt, truth, gt["joints_3d"], faces, count, size)
-    return np.concatenate([top, bottom], axis=0)
 
 
 class PretrainModule(pl.LightningModule):

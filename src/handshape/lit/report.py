@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from handshape.atomic import atomic_write_text
-from handshape.metrics import format_mm
+from handshape.evaluation.metrics import format_mm
+from handshape.safeio.atomic import atomic_write_text
 
 PAPER = {"mesh_error_mm": 7.95, "pose_error_mm": 8.03}  # Table 1, "Full", synthetic validation
 

@@ -22,7 +22,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from handshape.atomic import atomic_write, atomic_write_text
 from handshape.data.registry import build_datamodule, data_labels
 from handshape.handmodel.model import HandModel
 from handshape.lit.pretrain import (
@@ -33,6 +32,7 @@ from handshape.lit.pretrain import (
     stages_for,
 )
 from handshape.lit.reuse import check_reusable, done_steps
+from handshape.safeio.atomic import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

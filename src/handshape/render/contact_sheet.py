@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-from handshape.atomic import atomic_write
 from handshape.render.offscreen import MeshRenderer, look_at
+from handshape.safeio.atomic import atomic_write
 
 __all__ = ["contact_sheet", "render_views", "sheet_size", "view_pose"]
 

@@ -37,7 +37,7 @@ every covered pixel's depth exact (what the checks against pyrender and DEODR te
 extra pass over the few hundred contour edges instead of a blurred pass over all faces, and
 the hard mask `covered` comes out exact, with no threshold to pick. Its reach is one pixel: an
 edge more than a pixel away from a missed hand pixel gets no pull from it (at 32 x 32 a pixel
-spans several millimetres of a hand filling the crop). `handshape.losses.rendered_depth_loss`
+spans several millimetres of a hand filling the crop). `handshape.lit.losses.rendered_depth_loss`
 is the L_D that uses both outputs.
 
 Outputs (`DepthRender`):

@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from handshape.atomic import atomic_write_text
 from handshape.lit.reuse import RUN_SETTINGS, changed_settings
+from handshape.safeio.atomic import atomic_write_text
 from handshape.studies.sharing import container
 
 __all__ = ["claim", "copy_stage", "read_results"]

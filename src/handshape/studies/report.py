@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 from torch.utils.data import default_collate
 
-from handshape.atomic import atomic_write, atomic_write_text
 from handshape.data.registry import eval_dataset
-from handshape.evaluate import predict_batch
+from handshape.evaluation.evaluate import predict_batch
+from handshape.evaluation.metrics import format_mm, plot_pck
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import overlay_row
-from handshape.metrics import format_mm, plot_pck
 from handshape.nets.bundle import load_network
+from handshape.render.overlays import overlay_row
+from handshape.safeio.atomic import atomic_write, atomic_write_text
 from handshape.studies.spec import Study
 
 __all__ = ["label_rows", "previews", "results_table", "write_report"]

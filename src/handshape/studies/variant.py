@@ -7,10 +7,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from handshape.atomic import atomic_write_text
-from handshape.evaluate import write_results
+from handshape.evaluation.evaluate import write_results
+from handshape.lit.pipeline import train_and_evaluate
 from handshape.lit.pretrain import stages_for
-from handshape.pipeline import train_and_evaluate
+from handshape.safeio.atomic import atomic_write_text
 from handshape.studies.folders import copy_stage
 from handshape.studies.spec import Study
 

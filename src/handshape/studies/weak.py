@@ -23,16 +23,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import default_collate
 
-from handshape.atomic import atomic_write, atomic_write_text
 from handshape.config import load_experiment
+from handshape.data.batches import resize_image
 from handshape.data.demo import DemoDataModule
+from handshape.evaluation.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, plot_pck
 from handshape.geometry.camera import hand_scale, scale_intrinsics
 from handshape.handmodel.model import HandModel
 from handshape.lit.finetune import evaluate_domain, run_finetune
-from handshape.lit.pretrain import overlay_row, resize_image
-from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, plot_pck
 from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
+from handshape.render.overlays import overlay_row
+from handshape.safeio.atomic import atomic_write, atomic_write_text
 from handshape.studies.report import label_rows
 from handshape.studies.spec import Study
 

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from handshape.atomic import atomic_write
 from handshape.data.synth.lighting import lighting_setups
 from handshape.data.synth.props import (
     ForearmParams,
@@ -46,6 +45,7 @@ from handshape.render.synthetic import (
     SyntheticRenderer,
     vertex_normals,
 )
+from handshape.safeio.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 3  # 2: forearm, skin, objects, view prior, id map; 3: shadows

@@ -22,14 +22,14 @@ from handshape.data.synth.datamodule import SyntheticDataModule
 from handshape.data.synth.generate import Plan, generate
 from handshape.data.synth.reader import SyntheticDataset
 from handshape.data.synth.scene import SynthConfig
-from handshape.evaluate import evaluate, write_results
+from handshape.evaluation.evaluate import evaluate, write_results
+from handshape.evaluation.metrics import THRESHOLDS_ZIMMERMANN
 from handshape.lit.report import write_report
 from handshape.lit.train import export_bundle, train_stage
-from handshape.metrics import THRESHOLDS_ZIMMERMANN
 from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = PACKAGE_CONFIGS
 NUM_VAL = 16
 
@@ -306,7 +306,7 @@ def subdivided_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_meshes_of_one_topology_compare_vertex_to_vertex(
     results: dict[str, Any], subdivided_file: Path
 ) -> None:
-    from handshape.evaluate import mesh_alignment
+    from handshape.evaluation.evaluate import mesh_alignment
     from handshape.handmodel.mano_io import read_mano
     from handshape.handmodel.model import HandModel
 
@@ -325,7 +325,7 @@ def test_a_mesh_of_another_topology_is_read_off_at_the_true_vertices(
 ) -> None:
     """The subdivided hand contains every original vertex: mapped back, a posed subdivided hand
     gives exactly the posed original one."""
-    from handshape.evaluate import mesh_alignment
+    from handshape.evaluation.evaluate import mesh_alignment
     from handshape.handmodel.mano_io import read_mano
     from handshape.handmodel.model import HandModel
 

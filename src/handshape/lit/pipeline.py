@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
-from handshape.benchmarks import BENCHMARKS
 from handshape.data.registry import eval_dataset, prepare_data
-from handshape.evaluate import evaluate
+from handshape.evaluation.benchmarks import BENCHMARKS
+from handshape.evaluation.evaluate import evaluate
 from handshape.lit.train import run_pretraining
 from handshape.nets.bundle import load_network
 
@@ -36,7 +36,7 @@ def train_and_evaluate(cfg: DictConfig, progress: bool = True, workers: int = 1)
         raise ValueError(
             f"data.name={name}: this sequence scores the synthetic validation set's meshes; "
             "train on a real set or a mixture, then score it under its benchmark's protocol "
-            "(handshape.benchmarks)"
+            "(handshape.evaluation.benchmarks)"
         )
     prepare_data(cfg, workers)
     start = time.perf_counter()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from handshape.geometry.mesh_ops import mesh_edges, uniform_laplacian
-from handshape.losses import (
+from handshape.lit.losses import (
     edge_loss,
     heatmap_loss,
     laplacian_loss,
@@ -187,7 +187,7 @@ def test_laplacian_loss_gradcheck() -> None:
 
 
 def test_rendered_depth_loss_hand_computed() -> None:
-    from handshape.losses import rendered_depth_loss
+    from handshape.lit.losses import rendered_depth_loss
 
     nan = float("nan")
     rendered = torch.tensor([[[1.0, 3.0, 0.5]], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]], dtype=F64)
@@ -212,7 +212,7 @@ def test_rendered_depth_loss_hand_computed() -> None:
 
 
 def test_rendered_depth_loss_gradcheck() -> None:
-    from handshape.losses import rendered_depth_loss
+    from handshape.lit.losses import rendered_depth_loss
 
     reference = _rand(2, 3, 3)
     rendered = (_rand(2, 3, 3, seed=1) * 2).requires_grad_()
@@ -225,7 +225,7 @@ def test_rendered_depth_loss_gradcheck() -> None:
 
 
 def test_labelled_pose_loss_averages_over_the_labelled_samples_only() -> None:
-    from handshape.losses import labelled_pose_loss
+    from handshape.lit.losses import labelled_pose_loss
 
     pred = torch.zeros(3, 2, 3, dtype=F64, requires_grad=True)
     gt = torch.zeros(3, 2, 3, dtype=F64)

@@ -16,16 +16,16 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from handshape import benchmarks
 from handshape.cli import main
 from handshape.config import PACKAGE_CONFIGS, load_experiment
 from handshape.data.freihand import FreiHANDDataset
 from handshape.data.registry import eval_dataset
 from handshape.data.rhd import RHDDataset
 from handshape.data.stb import STBDataset
-from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc
+from handshape.evaluation import benchmarks
+from handshape.evaluation.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc
+from handshape.evaluation.predictions import write_freihand_predictions, write_joint_predictions
 from handshape.nets.network import HandNet
-from handshape.predictions import write_freihand_predictions, write_joint_predictions
 from real_formats import make_freihand, make_rhd, make_stb, project
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")

@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 
 from handshape.cli import main
 from handshape.config import load_experiment
-from handshape.export import OPSET, OnnxHandNet, export_network
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
+from handshape.inference.export import OPSET, OnnxHandNet, export_network
 from handshape.nets.bundle import load_network
 from handshape.nets.network import HandNet
 
@@ -107,9 +107,9 @@ def test_a_pose_only_network_exports_joints_only(tmp_path: Path) -> None:
 def test_a_disagreeing_export_is_not_kept(
     bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import handshape.export
+    import handshape.inference.export
 
-    monkeypatch.setattr(handshape.export, "TOLERANCE", -1.0)
+    monkeypatch.setattr(handshape.inference.export, "TOLERANCE", -1.0)
     net, cfg = load_network(bundle)
     with pytest.raises(ValueError, match="differs from PyTorch"):
         export_network(net, cfg, tmp_path / "bad.pt", "torchscript")
@@ -123,7 +123,7 @@ def test_unknown_format_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_predict_with_onnxruntime_matches_torch(bundle: Path, tmp_path: Path) -> None:
-    photo = Path(__file__).parent / "fixtures" / "hand_photo.png"
+    photo = Path(__file__).parents[1] / "fixtures" / "hand_photo.png"
     model = tmp_path / "hand.onnx"
     main(["export", "--checkpoint", str(bundle), "--format", "onnx", "--out", str(model)])
     records = {}

@@ -16,12 +16,12 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from handshape.data.synth.reader import SyntheticDataset
-from handshape.evaluate import predict_batch
+from handshape.evaluation.evaluate import predict_batch
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import overlay_row
 from handshape.nets.bundle import load_network
 from handshape.render.contact_sheet import contact_sheet, render_views
 from handshape.render.offscreen import MeshRenderer
+from handshape.render.overlays import overlay_row
 
 __all__ = ["OTHER_VIEWS", "qualitative_figure"]
 

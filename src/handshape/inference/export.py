@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from handshape.atomic import atomic_write
 from handshape.nets.inference import for_inference
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.network import HandNet
+from handshape.safeio.atomic import atomic_write
 
 __all__ = [
     "FORMATS",

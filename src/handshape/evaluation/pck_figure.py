@@ -1,9 +1,10 @@
 """A Fig. 9-style comparison: our 3D PCK over 20-50 mm beside the published results.
 
 Left: our PCK curve(s) over 20-50 mm (and, on STB, the curve points of Zhang et al.'s
-baselines, dashed). Right: an "AUC ladder", every published AUC of `handshape.published` on that
-benchmark as a labelled marker, ours in colour. Our AUC is given in both threshold conventions
-(linspace(20, 50, 20) and Zimmermann & Brox's 12 thresholds); the ladder places the first.
+baselines, dashed). Right: an "AUC ladder", every published AUC of
+`handshape.evaluation.published` on that benchmark as a labelled marker, ours in colour. Our
+AUC is given in both threshold conventions (linspace(20, 50, 20) and Zimmermann & Brox's 12
+thresholds); the ladder places the first.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.atomic import atomic_write
-from handshape.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc, pck_curve
-from handshape.published import (
+from handshape.evaluation.metrics import THRESHOLDS_20_50, THRESHOLDS_20_50_ZB, auc, pck_curve
+from handshape.evaluation.published import (
     STB_REFERENCE_CURVES,
     STB_REFERENCE_THRESHOLDS_MM,
     published_aucs,
 )
+from handshape.safeio.atomic import atomic_write
 
 __all__ = ["plot_pck_vs_published"]
 

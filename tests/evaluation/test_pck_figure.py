@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from handshape.pck_figure import _spread, plot_pck_vs_published
+from handshape.evaluation.pck_figure import _spread, plot_pck_vs_published
 
 
 def test_writes_a_png_for_each_benchmark_and_leaves_no_temporary(tmp_path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handshape.predictions import (
+from handshape.evaluation.predictions import (
     PredictionFileError,
     check_ids,
     read_freihand_predictions,

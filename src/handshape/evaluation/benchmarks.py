@@ -3,8 +3,9 @@
 One pass over an evaluation split (`read_truth`, or `run_network` which also predicts) gathers
 the ground truth in the set's OWN frame: its camera, its image pixels and its handedness (the
 readers mirror left hands and crop; `handshape.data.real.to_source_frame` undoes both). The
-predictions, from a network or from a file in the layouts of `handshape.predictions`, are in
-that frame too, so a peer's outputs and ours are scored by the same code (`score`):
+predictions, from a network or from a file in the layouts of
+`handshape.evaluation.predictions`, are in that frame too, so a peer's outputs and ours are
+scored by the same code (`score`):
 
 - RHD, STB (Zimmermann & Brox's protocol as Ge et al. follow it, `protocols.hand3d_report`):
   a network's joints are lifted with the ground-truth root depth and hand scale (the paper's
@@ -37,25 +38,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from handshape.data.batches import prepare_batch
 from handshape.data.real import project, to_source_frame
-from handshape.evaluate import write_results
-from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import prepare_batch
-from handshape.metrics import (
+from handshape.evaluation.evaluate import write_results
+from handshape.evaluation.metrics import (
     THRESHOLDS_0_50_100,
     THRESHOLDS_ZIMMERMANN,
     pck_curve,
 )
-from handshape.nets.network import CameraHand, HandNet
-from handshape.pck_figure import plot_pck_vs_published
-from handshape.predictions import (
+from handshape.evaluation.pck_figure import plot_pck_vs_published
+from handshape.evaluation.predictions import (
     check_ids,
     read_freihand_predictions,
     read_joint_predictions,
     write_freihand_predictions,
     write_joint_predictions,
 )
-from handshape.protocols import (
+from handshape.evaluation.protocols import (
     MANO_VERTICES,
     freihand_joint_errors,
     freihand_report,
@@ -63,7 +62,9 @@ from handshape.protocols import (
     hand3d_report,
     pck_2d_report,
 )
-from handshape.published import FIG9, published_aucs
+from handshape.evaluation.published import FIG9, published_aucs
+from handshape.handmodel.model import HandModel
+from handshape.nets.network import CameraHand, HandNet
 
 __all__ = [
     "BENCHMARKS",
@@ -298,7 +299,8 @@ def run_network(
 
 
 def save_predictions(path: Path, truth: Truth, pred: Predictions) -> Path:
-    """Write predictions in the official layout of `truth.dataset` (`handshape.predictions`)."""
+    """Write predictions in the official layout of `truth.dataset`
+    (`handshape.evaluation.predictions`)."""
     if truth.dataset == "freihand":
         if pred.vertices is None:
             raise ValueError(

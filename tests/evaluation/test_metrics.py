@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from handshape.geometry.rotations import axis_angle_to_matrix
-from handshape.metrics import (
+from handshape.evaluation.metrics import (
     THRESHOLDS_2D_PX,
     THRESHOLDS_20_50,
     THRESHOLDS_20_50_ZB,
@@ -24,6 +23,7 @@ from handshape.metrics import (
     point_errors,
     procrustes_align,
 )
+from handshape.geometry.rotations import axis_angle_to_matrix
 
 # --------------------------------------------------------------------------- errors
 

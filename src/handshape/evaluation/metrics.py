@@ -18,7 +18,7 @@ Protocols (shared/DATASETS.md):
 - 2D PCK (Zimmermann & Brox's eval2d): pixel errors of visible joints, 20 thresholds over
   0-30 px (`THRESHOLDS_2D_PX`).
 The benchmarks' whole recipes (which alignment, which thresholds, which keys) are in
-`handshape.protocols`; this module holds the pieces.
+`handshape.evaluation.protocols`; this module holds the pieces.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handshape.atomic import atomic_write
 from handshape.joints import SCALE_BONE
+from handshape.safeio.atomic import atomic_write
 
 __all__ = [
     "THRESHOLDS_0_50_100",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handshape.safe_pickle import (
+from handshape.safeio.pickles import (
     NUMPY_GLOBALS,
     PickleFileError,
     UnsafePickleError,

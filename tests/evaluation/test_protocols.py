@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from handshape.geometry.rotations import axis_angle_to_matrix
-from handshape.metrics import procrustes_align
-from handshape.protocols import (
+from handshape.evaluation.metrics import procrustes_align
+from handshape.evaluation.protocols import (
     f_score,
     freihand_report,
     hand3d_report,
     nearest_distances,
     pck_2d_report,
 )
+from handshape.geometry.rotations import axis_angle_to_matrix
 
 # --------------------------------------------------------------------------- F-score
 

@@ -20,7 +20,7 @@ from handshape.studies.report import results_table
 from handshape.studies.run import run_study
 from handshape.studies.spec import Study, load_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = PACKAGE_CONFIGS
 
 
@@ -117,7 +117,7 @@ def test_a_rerun_skips_finished_variants(
         return run_pretraining(*args, **kwargs)  # shared stages: all DONE, nothing trains
 
     monkeypatch.setattr("handshape.studies.run.run_pretraining", no_training)
-    monkeypatch.setattr("handshape.pipeline.run_pretraining", no_training)
+    monkeypatch.setattr("handshape.lit.pipeline.run_pretraining", no_training)
     results = run_study(
         finished["study"], finished["out"], finished["overrides"], CONFIGS, progress=False
     )

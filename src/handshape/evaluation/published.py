@@ -5,7 +5,8 @@ pose supervision; middle, STB with 3D pose supervision; right, STB without 3D su
 legend entry gives a method's AUC of the 3D PCK curve over 20-50 mm. `PUBLISHED_AUC` holds the
 left and middle panels; the right panel (weak supervision, compared only with Cai et al.) is not
 recorded here. The AUCs are as printed: which threshold grid each paper integrated over is not
-stated in the legend, so compare ours in both conventions (`handshape.metrics.pck_report`).
+stated in the legend, so compare ours in both conventions
+(`handshape.evaluation.metrics.pck_report`).
 
 `checked` says how far each number was verified: the three STB baselines of Zhang et al. are
 also available as PCK curve points (`STB_REFERENCE_CURVES`, B1 test sequences), and the AUC of

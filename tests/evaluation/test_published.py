@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handshape.metrics import auc
-from handshape.published import (
+from handshape.evaluation.metrics import auc
+from handshape.evaluation.published import (
     PUBLISHED_AUC,
     STB_REFERENCE_CURVES,
     STB_REFERENCE_THRESHOLDS_MM,

@@ -1,7 +1,8 @@
 """Prediction files: what `handshape eval --predictions` scores and `--save-predictions` writes.
 
 Any method's outputs in these layouts are scored under the identical protocol as handshape's
-own (`handshape.protocols`). All coordinates are metres, in the data set's own camera frame.
+own (`handshape.evaluation.protocols`). All coordinates are metres, in the data set's own
+camera frame.
 
 FreiHAND: the official `pred.json` of the FreiHAND evaluation server (lmb-freiburg/freihand,
 pred.py), a JSON array of two arrays, one entry per evaluation sample in index order::
@@ -27,8 +28,8 @@ RHD and STB: a JSON object from sample id to 21 joints::
   not mirrored, so a left hand stays a left hand.
 
 Reading validates the layout and every number and raises `PredictionFileError` naming the file
-and what is wrong (the first bad entry); writing goes through `handshape.atomic`, so a file is
-either complete or absent. Whether the ids cover a data set is checked by `check_ids`.
+and what is wrong (the first bad entry); writing goes through `handshape.safeio.atomic`, so a
+file is either complete or absent. Whether the ids cover a data set is checked by `check_ids`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.atomic import atomic_write_text
 from handshape.joints import NUM_JOINTS
+from handshape.safeio.atomic import atomic_write_text
 
 __all__ = [
     "PredictionFileError",

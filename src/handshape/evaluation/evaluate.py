@@ -3,10 +3,10 @@
 Protocol (paper Sec. 5): predictions are lifted to camera space with the ground-truth root depth
 and hand scale (|J9 - J10|); mesh error is the mean vertex distance, pose error the mean joint
 distance; PCK over 0-50 mm and AUC over 20-50 mm (both threshold conventions, see
-handshape.metrics.pck_report). A network whose hand model has another topology than the data's
-(an official MANO file, 778 vertices, against handshape's synthetic meshes) is compared on the
-data's vertices: each is read off the closest point of the network model's rest template, put on
-the data model's by a similarity fit of the rest joints (`mesh_alignment`).
+handshape.evaluation.metrics.pck_report). A network whose hand model has another topology than
+the data's (an official MANO file, 778 vertices, against handshape's synthetic meshes) is
+compared on the data's vertices: each is read off the closest point of the network model's
+rest template, put on the data model's by a similarity fit of the rest joints (`mesh_alignment`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from handshape.atomic import atomic_write_text
+from handshape.data.batches import network_input, prepare_batch
 from handshape.data.keypoint_data import keypoint_view
+from handshape.evaluation.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, pck_report, plot_pck
 from handshape.geometry.correspondence import TopologyMap, topology_map
 from handshape.handmodel.model import HandModel
-from handshape.lit.pretrain import network_input, prepare_batch
-from handshape.metrics import THRESHOLDS_ZIMMERMANN, pck_curve, pck_report, plot_pck
 from handshape.nets.network import CameraHand, HandNet
+from handshape.safeio.atomic import atomic_write_text
 
 PROTOCOL = (
     "paper Sec. 5 on synthetic validation: lifted with the ground-truth root depth and hand "

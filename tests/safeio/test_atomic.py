@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from handshape.atomic import atomic_write, record_once
+from handshape.safeio.atomic import atomic_write, record_once
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path: Path) -> None:

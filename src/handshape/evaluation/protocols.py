@@ -2,7 +2,7 @@
 
 Each function takes a whole evaluation set's predictions and ground truth (numpy arrays or
 torch tensors, metres / pixels) and returns a flat dict of floats (mm, px or fractions), ready
-for metrics.json. The pieces (errors, PCK, AUC, alignments) are in `handshape.metrics`.
+for metrics.json. The pieces (errors, PCK, AUC, alignments) are in `handshape.evaluation.metrics`.
 
 FreiHAND (`freihand_report`), as lmb-freiburg/freihand's eval.py computes it:
 - every sample's prediction is aligned to its ground truth by orthogonal Procrustes with scale,
@@ -22,7 +22,7 @@ FreiHAND (`freihand_report`), as lmb-freiburg/freihand's eval.py computes it:
 RHD / STB 3D (`hand3d_report`), Zimmermann & Brox's protocol as Ge et al. follow it: the
 prediction's root moved onto the ground-truth root (and optionally rescaled to the ground-truth
 hand scale), per-joint errors including the root, 3D PCK and AUC over 20-50 mm in both threshold
-conventions (`handshape.metrics.pck_report`), plus their EvalUtil's mean / median EPE.
+conventions (`handshape.evaluation.metrics.pck_report`), plus their EvalUtil's mean / median EPE.
 
 2D (`pck_2d_report`), Zimmermann & Brox's eval2d: pixel errors of visible joints in the data
 set's image (RHD 320 x 320, STB 640 x 480, not the network crop), PCK over 0-30 px with 20
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from handshape.metrics import (
+from handshape.evaluation.metrics import (
     THRESHOLDS_0_50_100,
     THRESHOLDS_2D_PX,
     align_root_scale,
