@@ -1,9 +1,10 @@
 """Specification of the experiment configs: base + presets as deltas, overrides, unknown keys
-refused, configs shipped in the package and found from any folder (and from a wheel)."""
+refused, configs shipped with the package and found from any folder (and from a wheel)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -162,6 +163,21 @@ def test_configs_are_found_from_any_working_directory(
     assert config_file("study", "losses") == PACKAGE_CONFIGS / "study" / "losses.yaml"
 
 
+def test_the_source_trees_configs_are_its_top_level_folder_from_any_directory(
+    tmp_path: Path,
+) -> None:
+    """From the source tree (an editable install, or src/ on the path) the configs are the one
+    copy at the top level, beside src/, found by an interpreter started anywhere."""
+    assert PACKAGE_CONFIGS == REPO / "configs"
+    assert not (REPO / "src" / "handshape" / "configs").exists()
+    probe = "import handshape.config as c; print(c.PACKAGE_CONFIGS)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Path(result.stdout.strip()) == REPO / "configs"
+
+
 def test_a_users_folder_wins_file_by_file(tmp_path: Path) -> None:
     write(tmp_path / "model" / "quick.yaml", "input_size: 96\n")
     write(tmp_path / "experiment" / "mine.yaml", "defaults: {model: quick}\noutput: mine\n")
@@ -225,33 +241,69 @@ def test_a_malformed_override_is_a_clear_error_naming_it(override: str) -> None:
 # ---- the wheel --------------------------------------------------------------------------------
 
 
+def test_pyproject_lists_every_folder_of_the_package_and_of_the_configs() -> None:
+    """`packages` is a list (find cannot map configs/ into the package): none may be missing."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"": "src", "handshape.configs": "configs"}
+
+    def packages(root: Path, name: str) -> set[str]:
+        folders = [p for p in root.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+        return {name} | {".".join((name, *p.relative_to(root).parts)) for p in folders}
+
+    expected = packages(REPO / "src" / "handshape", "handshape")
+    expected |= packages(REPO / "configs", "handshape.configs")
+    assert set(setuptools["packages"]) == expected
+
+
+def _source_copy(folder: Path) -> Path:
+    """What the wheel is built from, copied, so that no earlier build's leftovers (build/)
+    can reach the wheel."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("src", "configs"):
+        shutil.copytree(REPO / name, folder / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, folder / name)
+    return folder
+
+
 @pytest.mark.slow
 def test_a_built_wheel_ships_every_config_and_finds_them(tmp_path: Path) -> None:
-    """Build the wheel, check its config files against the package's, then load an experiment
-    and a study from the unpacked wheel, run from an unrelated folder."""
+    """Build the wheel, check its modules and config files against the source tree's, then load
+    an experiment and a study from the unpacked wheel, run from an unrelated folder."""
+    source = _source_copy(tmp_path / "source")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+         "-w", str(tmp_path), str(source)],
         check=True, timeout=300,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("handshape-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        shipped = {n for n in z.namelist() if n.startswith("handshape/configs/")}
+        names = set(z.namelist())
         z.extractall(tmp_path / "site")
+    shipped = {n for n in names if n.startswith("handshape/configs/")}
     expected = {
         f"handshape/configs/{p.relative_to(PACKAGE_CONFIGS).as_posix()}"
         for p in PACKAGE_CONFIGS.rglob("*.yaml")
     }
     assert shipped == expected
+    src = REPO / "src"
+    modules = {p.relative_to(src).as_posix() for p in (src / "handshape").rglob("*.py")}
+    assert {n for n in names if n.endswith(".py")} == modules
+    site = str(tmp_path / "site")
     probe = (
-        "import handshape.config as c, handshape.studies.spec as s;"
-        f"assert c.PACKAGE_CONFIGS.is_relative_to({str(tmp_path / 'site')!r});"
+        "import warnings, handshape, handshape.config as c, handshape.studies.spec as s;"
+        f"assert handshape.__file__.startswith({site!r}), handshape.__file__;"
+        f"assert c.PACKAGE_CONFIGS.is_relative_to({site!r}), c.PACKAGE_CONFIGS;"
+        "import importlib; from handshape._moved import MOVED; warnings.simplefilter('ignore');"
+        "assert all(importlib.import_module(old) is importlib.import_module(new)"
+        " for old, new in MOVED.items());"
         "print(c.load_experiment('quick').model.input_size,"
         " s.load_study(s.study_path('losses')).name)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
+        cwd=tmp_path, env={"PYTHONPATH": site, "PATH": ""},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

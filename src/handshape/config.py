@@ -1,8 +1,10 @@
 """Experiment configuration: OmegaConf YAML composed from a base and presets, plus overrides.
 
-The configs ship inside the package (`handshape/configs/`), so every command works from any
-folder and from an installed wheel; a folder the user gives is searched first, file by file, so
-it may hold just one experiment of its own. Composition, each step checked against the last:
+The configs live in the repository's top-level `configs/` folder and ship inside the wheel as
+`handshape/configs/` (`PACKAGE_CONFIGS` finds either), so every command works from any folder,
+from an editable install and from an installed wheel; a folder the user gives is searched
+first, file by file, so it may hold just one experiment of its own. Composition, each step
+checked against the last:
 
 1. `base.yaml`: every key outside the groups (data, handmodel, output, the run's name);
 2. each group (`model/`, `train/`, `finetune/`): `GROUP/base.yaml`, then the preset the
@@ -29,7 +31,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 _MISSING = object()
-PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _package_configs() -> Path:
+    """The shipped configs: handshape/configs/ beside this file in an installed wheel (the build
+    maps the top-level configs/ folder there), else the source tree's configs/ beside src/ (an
+    editable install, or src/ on the path)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parents[1] / "configs"
+
+
+PACKAGE_CONFIGS = _package_configs()
 GROUPS = ("model", "train", "finetune")
 OPEN_SECTIONS = ("data.settings", "data.augmentation", "train.trainer")
 

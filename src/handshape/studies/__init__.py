@@ -1,7 +1,7 @@
 """Side-by-side studies (`handshape study`): variants of one experiment, trained and evaluated
 alike.
 
-A study is a YAML file (handshape/configs/study/*.yaml, or a path):
+A study is a YAML file (configs/study/*.yaml, or a path):
 
     title: Table 1 - loss terms            # heading of the markdown table
     experiment: quick                      # the base experiment every variant starts from
