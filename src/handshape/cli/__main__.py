@@ -1,0 +1,7 @@
+"""`python -m handshape.cli`: the `handshape` command."""
+
+import sys
+
+from handshape.cli import main
+
+sys.exit(main())
