@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import ChebConv
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.heads.graphcnn import GraphCNNHead
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.node_batch_norm import NodeBatchNorm

@@ -8,13 +8,14 @@ import scipy.sparse as sp
 import torch
 import trimesh
 
-from handshape.geometry import graclus
+from handshape.geometry import mesh_graph
 from handshape.geometry.graph_laplacian import (
     mesh_adjacency,
     normalized_laplacian,
     rescaled_laplacian,
     to_edge_index,
 )
+from handshape.geometry.hierarchy import MeshHierarchy, coarsen
 from handshape.geometry.mesh_graph import (
     clear_memory_cache,
     default_cache_dir,
@@ -168,7 +169,7 @@ def test_chebconv_runs_on_the_padded_graph_and_padding_does_not_change_real_vert
 ) -> None:
     from torch_geometric.nn import ChebConv
 
-    hierarchy = graclus.coarsen(sphere_adjacency, levels=4)
+    hierarchy = coarsen(sphere_adjacency, levels=4)
     torch.manual_seed(0)
     conv = ChebConv(3, 8, K=3)
     x = torch.as_tensor(sphere.vertices, dtype=torch.float32)
@@ -193,7 +194,7 @@ def test_chebconv_first_order_term_is_our_rescaled_laplacian(
 ) -> None:
     from torch_geometric.nn import ChebConv
 
-    hierarchy = graclus.coarsen(sphere_adjacency, levels=2)
+    hierarchy = coarsen(sphere_adjacency, levels=2)
     conv = ChebConv(3, 3, K=2, bias=False)
     with torch.no_grad():  # keep only the T_1(L~) x term, with an identity weight
         conv.lins[0].weight.zero_()
@@ -221,17 +222,17 @@ def fresh_memory_cache():
 
 def counting_coarsen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    original = graclus.coarsen
+    original = mesh_graph.coarsen
 
-    def wrapped(W: sp.spmatrix, levels: int) -> graclus.MeshHierarchy:
+    def wrapped(W: sp.spmatrix, levels: int) -> MeshHierarchy:
         calls.append(levels)
         return original(W, levels)
 
-    monkeypatch.setattr(graclus, "coarsen", wrapped)
+    monkeypatch.setattr(mesh_graph, "coarsen", wrapped)
     return calls
 
 
-def assert_same_hierarchy(a: graclus.MeshHierarchy, b: graclus.MeshHierarchy) -> None:
+def assert_same_hierarchy(a: MeshHierarchy, b: MeshHierarchy) -> None:
     assert a.lambda_max == b.lambda_max
     for x, y in zip(a.tree.slots, b.tree.slots, strict=True):
         np.testing.assert_array_equal(x, y)
@@ -251,10 +252,10 @@ def test_second_call_reads_the_disk_cache_instead_of_coarsening(
 
     clear_memory_cache()
 
-    def fail(W: sp.spmatrix, levels: int) -> graclus.MeshHierarchy:
+    def fail(W: sp.spmatrix, levels: int) -> MeshHierarchy:
         raise AssertionError("coarsen must not run when the cache file exists")
 
-    monkeypatch.setattr(graclus, "coarsen", fail)
+    monkeypatch.setattr(mesh_graph, "coarsen", fail)
     second = mesh_hierarchy(faces, n, levels=3, cache_dir=tmp_path)
     assert second is not first
     assert_same_hierarchy(first, second)

@@ -1,4 +1,5 @@
-"""Specification of handshape's own hand template (assets/handmodel.npz, template_builder.py).
+"""Specification of handshape's own hand template (assets/handmodel.npz, template_surface.py,
+template_builder.py).
 
 Coordinates: metres, right hand, rest pose flat with the palm facing -z, fingers along +y, thumb
 towards -x, wrist joint at the origin. Joints in project order (handshape.joints).
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from handshape.geometry.mesh_checks import check_closed_surface, euler_characteristic
-from handshape.handmodel import template_builder
+from handshape.handmodel import template_builder, template_surface
 from handshape.handmodel.data import HandModelData
 from handshape.handmodel.model import HandModel
 from handshape.joints import (
@@ -229,7 +230,7 @@ def designed_offsets(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The builder's skeleton (21, 3), and per unit shape coefficient the designed vertex
     offsets (N, 3, S) and kinematic joint offsets (16, 3, S) from `deform_rest`."""
-    skel = template_builder.build_skeleton(design)
+    skel = template_surface.build_skeleton(design)
     steps = {s["name"]: s["step"] for s in design["shapes"]}
     v = data.v_template
     dv, dj = [], []

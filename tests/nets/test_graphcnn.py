@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_geometric.nn import ChebConv
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.heads import HEADS, build_head, register_head
 from handshape.nets.heads.graphcnn import ONE_LEVEL_STAGES, PAPER_STAGES, GraphCNNHead

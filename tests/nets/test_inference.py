@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from handshape.config import load_experiment
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.inference import (
     AffineJointRegressor,
     collapse_pose_regressor,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.nn import ChebConv
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.mesh_cheb_conv import MeshChebConv, chebyshev_laplacian
 from handshape.nets.node_batch_norm import NodeBatchNorm
 

@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 
 from handshape.config import PACKAGE_CONFIGS, load_experiment
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.network import HandNet, NetOutput

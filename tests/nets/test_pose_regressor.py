@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.pose_regressor import PAPER_POSE_STAGES, PoseRegressor
 

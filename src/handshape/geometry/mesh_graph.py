@@ -1,7 +1,7 @@
 """The coarsening hierarchy of a mesh's graph, cached in memory and on disk.
 
 `mesh_hierarchy` ties the graph of `handshape.geometry.graph_laplacian` and the Graclus
-coarsening of `handshape.geometry.graclus` together behind a disk cache keyed by the topology.
+coarsening of `handshape.geometry.hierarchy` together behind a disk cache keyed by the topology.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from handshape.geometry import graclus
-from handshape.geometry.graclus import MeshHierarchy
 from handshape.geometry.graph_laplacian import mesh_adjacency
+from handshape.geometry.hierarchy import MeshHierarchy, coarsen
 from handshape.safeio.atomic import atomic_write
 
 __all__ = ["clear_memory_cache", "default_cache_dir", "hierarchy_cache_key", "mesh_hierarchy"]
@@ -121,7 +120,7 @@ def mesh_hierarchy(
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{key}.npz"
     hierarchy = _load(path, key)
     if hierarchy is None or hierarchy.levels != levels or hierarchy.num_vertices != num_vertices:
-        hierarchy = graclus.coarsen(mesh_adjacency(faces, num_vertices), levels)
+        hierarchy = coarsen(mesh_adjacency(faces, num_vertices), levels)
         _save(path, key, hierarchy)
 
     with _memory_lock:

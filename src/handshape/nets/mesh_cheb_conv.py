@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 
 __all__ = ["MeshChebConv", "chebyshev_filter"]
 

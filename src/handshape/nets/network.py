@@ -22,7 +22,7 @@ from torch import nn
 
 from handshape.data.keypoint_inputs import num_features as keypoint_features
 from handshape.geometry.camera import from_uvd
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.geometry.mesh_graph import mesh_hierarchy
 from handshape.handmodel.model import HandModel
 from handshape.nets.encoder import ResidualEncoder

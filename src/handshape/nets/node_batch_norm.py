@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 
 __all__ = ["NodeBatchNorm"]
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.stages import Stage, validate_stages
 

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from handshape.geometry.graclus import MeshHierarchy
+from handshape.geometry.hierarchy import MeshHierarchy
 from handshape.nets.latent_batch_norm import LatentBatchNorm
 from handshape.nets.mesh_cheb_conv import MeshChebConv
 from handshape.nets.node_batch_norm import NodeBatchNorm
