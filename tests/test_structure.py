@@ -86,6 +86,23 @@ def test_no_import_cycles() -> None:
     assert not cycles, "\n".join(cycles)
 
 
+def test_no_import_cycles_between_parts() -> None:
+    """Within a layer too (render and data, lit and inference), parts import one way only."""
+    edges: dict[str, set[str]] = {}
+    for source, targets in imports().items():
+        if source != "handshape":
+            edges.setdefault(part(source), set()).update(
+                part(t) for t in targets if part(t) != part(source)
+            )
+    reachable = {a: set(b) for a, b in edges.items()}
+    for middle in edges:  # transitive closure (Floyd-Warshall on a dozen parts)
+        for a in edges:
+            if middle in reachable[a]:
+                reachable[a] |= reachable.get(middle, set())
+    cycles = sorted(a for a in reachable if a in reachable[a])
+    assert not cycles, f"parts on an import cycle: {cycles}"
+
+
 # Module files of one job that may be longer than MAX_LINES, each with the reason it stays whole.
 LONG_FILES: dict[str, str] = {
     # The validity checks of a closed triangle surface (edges, manifoldness, orientation,
