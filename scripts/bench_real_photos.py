@@ -364,7 +364,7 @@ def report(table: dict[str, dict[str, Any]], fast: dict[str, float], command: st
     lines += [
         "",
         "Hands small in a large picture (each photograph pasted 1:1 into a 1920 x 1080 scene of "
-        f"grey noise): MediaPipe's pipeline finds {small['mediapipe']}, handshape's finder (2 x 2 "
+        f"grey noise): MediaPipe's pipeline finds {small['mediapipe']}, handshape's finder (3 x 3 "
         f"tiles beside the whole picture) {small['handshape']}.",
         "",
         f"Speed (median, this machine): the STB photograph (640 x 480, {fast['hands_in_one']:.0f} "

@@ -52,10 +52,19 @@ def test_orientations_cover_every_direction(hands: PosedHands) -> None:
 
 
 def test_validation_draws_only_the_held_out_variants(hands: PosedHands) -> None:
+    """Each drawn pose lies nearest to a variant of its own split (the per-sample perturbation
+    is a quarter of the variants' spread)."""
+    settings = PosedHandSettings(random_pose=0.0, distance=(0.3, 0.6), off_axis=20)
+    only_gestures = PosedHands(hands.model, hands.synth, settings)
     per = hands.synth.variants_per_gesture
-    last = hands.synth.validation["last_variants"]
-    assert hands._split_variants["val"].tolist() == list(range(per - last, per))
-    assert set(hands._split_variants["train"].tolist()).isdisjoint(range(per - last, per))
+    held_out = set(range(per - hands.synth.validation["last_variants"], per))
+    variants = only_gestures.variants.flatten(0, 1).float()  # (G * V, 16, 3)
+    for split in ("train", "val"):
+        pose = only_gestures.draw(0, split, 0, 128)["pose"]
+        nearest = ((pose[:, None] - variants[None]) ** 2).sum((-1, -2)).argmin(1) % per
+        inside = [int(v) in held_out for v in nearest]
+        share = sum(inside) / len(inside)
+        assert share > 0.95 if split == "val" else share < 0.05, (split, share)
 
 
 def test_bad_settings_are_refused_by_name() -> None:

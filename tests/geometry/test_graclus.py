@@ -8,7 +8,6 @@ import itertools
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import trimesh
 
 from handshape.geometry.graclus import (
     CoarseningTree,
@@ -16,7 +15,6 @@ from handshape.geometry.graclus import (
     graclus_clusters,
     graclus_levels,
 )
-from handshape.geometry.graph_laplacian import mesh_adjacency
 from handshape.geometry.hierarchy import MeshHierarchy, coarsen
 
 LEVELS = 4
@@ -34,17 +32,6 @@ def path_graph(n: int) -> sp.csr_matrix:
 
 def cycle_graph(n: int) -> sp.csr_matrix:
     return weighted_graph(n, {(i, (i + 1) % n): 1.0 for i in range(n)})
-
-
-@pytest.fixture(scope="module")
-def sphere_adjacency() -> sp.csr_matrix:
-    mesh = trimesh.creation.icosphere(subdivisions=3)
-    return mesh_adjacency(mesh.faces, len(mesh.vertices))
-
-
-@pytest.fixture(scope="module")
-def hierarchy(sphere_adjacency: sp.csr_matrix) -> MeshHierarchy:
-    return coarsen(sphere_adjacency, LEVELS)
 
 
 # ---- one level of matching ---------------------------------------------------------------------

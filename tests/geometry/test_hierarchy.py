@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import trimesh
 
-from handshape.geometry.graph_laplacian import mesh_adjacency
 from handshape.geometry.hierarchy import MeshHierarchy, coarsen, describe
 
 LEVELS = 4
@@ -18,17 +16,6 @@ LEVELS = 4
 def path_graph(n: int) -> sp.csr_matrix:
     W = sp.coo_matrix(([1.0] * (n - 1), (range(n - 1), range(1, n))), shape=(n, n))
     return sp.csr_matrix(W + W.T)
-
-
-@pytest.fixture(scope="module")
-def sphere_adjacency() -> sp.csr_matrix:
-    mesh = trimesh.creation.icosphere(subdivisions=3)
-    return mesh_adjacency(mesh.faces, len(mesh.vertices))
-
-
-@pytest.fixture(scope="module")
-def hierarchy(sphere_adjacency: sp.csr_matrix) -> MeshHierarchy:
-    return coarsen(sphere_adjacency, LEVELS)
 
 
 # ---- levels --------------------------------------------------------------------------------------

@@ -212,3 +212,41 @@ def test_every_annotated_hand_of_the_real_samples_is_found(tmp_path: Path) -> No
     records = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert len(records) == 12  # 3 RHD, 9 FreiHAND images
     assert all(r["hands"] for r in records.values())
+
+
+def test_inputs_of_one_name_and_boxes_for_videos_are_refused(photos: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(photos / "right.png", other / "right.jpg")
+    out = tmp_path / "out"
+    assert (
+        main(["predict", str(photos / "right.png"), str(other / "right.jpg"), "--out", str(out)])
+        == 2
+    )
+    assert not out.exists() or not list(out.iterdir())
+    video = tmp_path / "clip.mp4"
+    write_video(video, [np.asarray(Image.open(photos / "right.png").convert("RGB"))] * 2)
+    assert main(["predict", str(video), "--box", "1,2,3,4", "--out", str(out)]) == 2
+
+
+def test_a_rerun_with_fewer_hands_leaves_no_stale_mesh(photos: Path, tmp_path: Path) -> None:
+    (tmp_path / "right_hand3.ply").write_text("from an earlier run")
+    assert main(["predict", str(photos / "right.png"), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("right_hand*")) == ["right_hand0.ply"]
+
+
+def test_predicting_imports_neither_lightning_nor_pyg(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from handshape.cli import main; "
+        f"main(['predict', {str(FIXTURES / 'hand_photo.png')!r}, '--out', {str(tmp_path)!r}]); "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('pytorch_lightning', 'lightning', 'torch_geometric', 'pyrender', 'trimesh', 'wandb')]; "
+        "print('HEAVY', heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout, result.stdout

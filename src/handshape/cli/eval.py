@@ -27,6 +27,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from handshape.evaluation.benchmarks import BENCHMARKS
 
     name, root, split = args.data
+    if args.predictions is not None and (args.model or args.simulated_keypoints):
+        raise ValueError(
+            "--model and --simulated-keypoints choose a network: not with --predictions"
+        )
+    if name in BENCHMARKS and args.simulated_keypoints:
+        raise ValueError(
+            f"--simulated-keypoints: {name} is scored on its images (through MediaPipe's "
+            "landmarks); simulated keypoints are for the synthetic validation set"
+        )
     if name in BENCHMARKS:
         _eval_benchmark(args, name, root, split or spec(name).default_split)
         return

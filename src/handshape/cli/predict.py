@@ -39,6 +39,22 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _check_inputs(inputs: list, args: argparse.Namespace) -> None:
+    """Refuse, before anything is written, inputs whose outputs would overwrite each other and
+    boxes given for videos."""
+    by_stem: dict[str, list[str]] = {}
+    for source in inputs:
+        by_stem.setdefault(source.path.stem, []).append(str(source.path))
+    clashes = [paths for paths in by_stem.values() if len(paths) > 1]
+    if clashes:
+        raise ValueError(
+            "inputs with one name would write over each other's outputs in --out: "
+            + "; ".join(" and ".join(paths) for paths in clashes)
+        )
+    if args.box and any(source.kind == "video" for source in inputs):
+        raise ValueError("--box is for photographs; a video's hands are detected and tracked")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     import time
 
@@ -51,6 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     inputs = sources(args.inputs)
+    _check_inputs(inputs, args)
     if args.backend == "onnxruntime":
         mesher = _onnx_mesher(args)
     else:
@@ -81,6 +98,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 what = f"{hands} hand{'s' if hands != 1 else ''}" if hands else "no hand found"
         except (ValueError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
+            failed.append(source.path)
+            continue
+        except Exception as err:  # a library's own error on one input: report, go on
+            print(f"error: {source.path}: {type(err).__name__}: {err}", file=sys.stderr)
             failed.append(source.path)
             continue
         ms = (time.perf_counter() - start) * 1000

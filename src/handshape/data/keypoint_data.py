@@ -25,7 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from handshape.data.keypoint_errors import KeypointErrors, simulate
 from handshape.data.keypoint_inputs import keypoint_inputs
-from handshape.data.posed_hands import SPLITS, PosedHands, PosedHandSettings, seeded_generator
+from handshape.data.posed_hands import (
+    ERRORS_STREAM,
+    SPLITS,
+    VIEW_STREAM,
+    PosedHands,
+    PosedHandSettings,
+    seeded_generator,
+)
 from handshape.data.synth.datamodule import generator_config
 from handshape.geometry.camera import project
 from handshape.handmodel.model import HandModel
@@ -102,7 +109,7 @@ class PosedKeypointBatches(Dataset):
             drawn["vertices"],
             drawn["K"],
             self.errors,
-            seeded_generator(self.seed, SPLITS.index(self.split), index),
+            seeded_generator(ERRORS_STREAM, self.seed, SPLITS.index(self.split), index),
             self.size,
         )
 
@@ -125,8 +132,12 @@ class KeypointDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = int(train["batch_size"]), int(train["num_workers"])
         self.seed = int(train["seed"])
         self.size = int(cfg["model"]["input_size"])
-        # One epoch holds the longest stage, so a stage never restarts its batches mid-way.
-        self.batches = max(int(s["steps"]) for s in train["stages"].values())
+        # One epoch holds the longest stage the network trains (no hourglass; transfer only
+        # for joints from the latent), so a stage never restarts its batches mid-way.
+        trained = ["pose_regressor", "full"]
+        if str(cfg["model"].get("pose_from", "mesh")) == "latent":
+            trained.append("transfer")
+        self.batches = max(int(train["stages"][s]["steps"]) for s in trained)
         self.train_set: PosedKeypointBatches | None = None
         self.val_set: PosedKeypointBatches | None = None
 
@@ -184,7 +195,7 @@ class KeypointView(Dataset):
             torch.as_tensor(item["vertices"])[None],
             torch.as_tensor(item["K"])[None],
             self.errors,
-            seeded_generator(self.seed, index),
+            seeded_generator(VIEW_STREAM, self.seed, index),
             self.size,
         )
         return {k: v[0] for k, v in batch.items()}

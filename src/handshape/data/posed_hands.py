@@ -58,9 +58,15 @@ class PosedHandSettings:
         return cls(float(values["random_pose"]), (lo, hi), float(values["off_axis"]))
 
 
-def seeded_generator(*key: int) -> torch.Generator:
-    """A torch generator seeded by a tuple of integers (numpy's SeedSequence mixes them)."""
-    state = np.random.SeedSequence(list(key)).generate_state(2)
+# Random streams of the keypoint network's data, each keyed by its own leading number: numpy's
+# SeedSequence pads keys with zeros ([a, b] seeds as [a, b, 0]), so keys of different lengths
+# alone would not keep streams apart.
+HANDS_STREAM, ERRORS_STREAM, VIEW_STREAM = 1, 2, 3
+
+
+def seeded_generator(stream: int, *key: int) -> torch.Generator:
+    """A torch generator for random stream `stream` seeded by a tuple of integers."""
+    state = np.random.SeedSequence([stream, *key]).generate_state(2)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -118,7 +124,7 @@ class PosedHands:
         float64."""
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}' (expected one of {SPLITS})")
-        gen = seeded_generator(seed, SPLITS.index(split), index)
+        gen = seeded_generator(HANDS_STREAM, seed, SPLITS.index(split), index)
         cfg, synth = self.settings, self.synth
         limits = self.model.limits
         shape = synth.shape_std * torch.randn(size, self.model.num_shapes, generator=gen)

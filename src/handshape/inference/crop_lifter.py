@@ -3,8 +3,8 @@
 
 A data set's crop is already a square around one right hand (left hands mirrored by the
 reader) with its intrinsics known, so detection is skipped: the landmark network reads the
-whole crop, then the crop its own landmarks ask for (mirrored too, averaged: the finder's
-refinement), and the keypoint network lifts them at the root depth and hand scale the protocol
+whole crop (`HandFinder.read_box`: at four turns, then refined as the finder refines), and the
+keypoint network lifts them at the root depth and hand scale the protocol
 gives (the paper's test-time assumption), refined onto the landmarks.
 """
 
@@ -14,10 +14,8 @@ import numpy as np
 import torch
 
 from handshape.data.keypoint_inputs import keypoint_inputs
-from handshape.inference import hand_landmarks
 from handshape.inference.hands import HandFinder
 from handshape.inference.meshes import KeypointMesher
-from handshape.inference.rois import Roi
 from handshape.nets.network import CameraHand
 
 
@@ -29,15 +27,11 @@ class CropLifter:
         self.finder, self.mesher = finder, mesher
 
     def landmarks(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """(21, 3) landmarks in pixels (centres at integers) and presence of a crop's hand."""
+        """(21, 3) landmarks in pixels and presence of a crop's hand: read in the crop's
+        central square, whose 1.5x margin (`HandFinder.read_box`) is the whole crop."""
         size = image.shape[0]
-        whole = Roi(size / 2, size / 2, float(size), 0.0)
-        first = self.finder.read(image, [whole])[0]
-        found = self.finder.read(image, [hand_landmarks.landmarks_roi(first.points)], flip=True)[0]
-        best = found if found.presence >= first.presence else first
-        points = best.points.copy()
-        points[:, :2] -= 0.5
-        return points, best.presence
+        found = self.finder.read_box(image, np.array([1, 1, 5, 5]) * (size - 1) / 6.0)
+        return found.points.copy(), found.presence
 
     @torch.inference_mode()
     def __call__(

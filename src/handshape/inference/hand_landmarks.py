@@ -47,7 +47,7 @@ WRIST, INDEX_MCP, MIDDLE_MCP, RING_MCP = 0, 5, 9, 13
 class Landmarks:
     """One hand's landmarks.
 
-    points: (21, 3) image pixels x, y (MediaPipe's continuous convention) and z in pixels,
+    points: (21, 3) image pixels x, y (pixel centres at integers) and z in pixels,
     relative to the wrist, smaller is closer; world: (21, 3) metres, hand-centred, in the
     image's axes; presence and right_score in [0, 1]; roi: the crop they came from."""
 

@@ -28,8 +28,7 @@ What handshape adds, each measured in docs/benchmarks.md:
   the more confident;
 - handedness as the person's real hand (MediaPipe's label assumes a mirrored image).
 
-Coordinates returned are the project's pixels (pixel centres at integers; MediaPipe's continuous
-coordinates minus half a pixel).
+Coordinates are the project's pixels (pixel centres at integers, `handshape.inference.rois`).
 """
 
 from __future__ import annotations
@@ -80,7 +79,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _hand(found: Landmarks, track: int = -1) -> Hand:
     points = found.points.copy()
-    points[:, :2] -= 0.5  # MediaPipe's continuous pixels -> pixel centres at integers
     box = np.concatenate([points[:, :2].min(0), points[:, :2].max(0)])
     side = "right" if found.right_score >= 0.5 else "left"
     return Hand(points, found.world, side, found.presence, found.right_score, box, found.roi, track)
@@ -107,8 +105,8 @@ class HandFinder:
     landmarker: Network
     max_hands: int = 4
     min_score: float = palm_detection.MIN_SCORE
-    tiles: int = 2
-    tile_score: float = 0.3
+    tiles: int = 3
+    tile_score: float = 0.2
     min_presence: float = hand_landmarks.MIN_PRESENCE
     refine: bool = True
     flip: bool = True
@@ -130,21 +128,17 @@ class HandFinder:
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray) -> list[palm_detection.Detection]:
-        """Palms in an (H, W, 3) uint8 image, best first, in MediaPipe's pixels."""
+        """Palms in an (H, W, 3) uint8 image, best first, in image pixels."""
         height, width = image.shape[:2]
         windows = [Window.whole(width, height)]
         if self.tiles > 0 and max(width, height) >= self.tile_from:
             windows += tiles(width, height, self.tiles)
         boxes, scores = self.detector(to_tensor(palm_detection.window_inputs(image, windows)))
-        boxes_np, scores_np = boxes.numpy(), scores.numpy()
-        found = palm_detection.merge_windows(
-            windows[:1], boxes_np[:1], scores_np[:1], self.min_score, self._anchors
+        # The tiles' palms may score lower: the presence score confirms every crop.
+        thresholds = [self.min_score] + [min(self.min_score, self.tile_score)] * (len(windows) - 1)
+        return palm_detection.merge_windows(
+            windows, boxes.numpy(), scores.numpy(), thresholds, self._anchors
         )
-        if len(windows) > 1:
-            found = palm_detection.merge_windows(
-                windows, boxes_np, scores_np, min(self.min_score, self.tile_score), self._anchors
-            )
-        return found
 
     @torch.inference_mode()
     def read(self, image: np.ndarray, rois: Sequence[Roi], flip: bool = False) -> list[Landmarks]:
@@ -162,7 +156,8 @@ class HandFinder:
         n = len(rois)
         if flip:
             mirrored = points[n:].reshape(n, -1, 3).copy()
-            mirrored[..., 0] = hand_landmarks.INPUT_SIZE - mirrored[..., 0]
+            # Flipping the crop's pixels takes pixel centre u to INPUT_SIZE - 1 - u.
+            mirrored[..., 0] = hand_landmarks.INPUT_SIZE - 1 - mirrored[..., 0]
             points = (points[:n] + mirrored.reshape(n, -1)) / 2
             mirrored_world = world[n:].reshape(n, -1, 3).copy()
             mirrored_world[..., 0] *= -1
@@ -174,9 +169,22 @@ class HandFinder:
             for p, s, h, w, roi in zip(points, presence, handedness, world, rois, strict=True)
         ]
 
-    def _read_box(self, image: np.ndarray, box: np.ndarray) -> Landmarks:
-        """The landmarks of a user's box: its square read at four turns, the most present."""
-        return max(self.read(image, turns(box_roi(box))), key=lambda f: f.presence)
+    def read_box(self, image: np.ndarray, box: np.ndarray) -> Landmarks:
+        """The landmarks of a hand in a given box (x0, y0, x1, y1, pixels), whatever its
+        presence: the box's square 1.5x its longer side read at four turns, the most present
+        reading kept, then refined (`refined`)."""
+        best = max(self.read(image, turns(box_roi(box))), key=lambda f: f.presence)
+        return self.refined(image, [best])[0]
+
+    def refined(self, image: np.ndarray, found: list[Landmarks]) -> list[Landmarks]:
+        """Each reading read again from the crop its landmarks ask for (and mirrored, with
+        `flip`), kept where the hand is still present there (`refine`; else as it was)."""
+        if not self.refine or not found:
+            return found
+        rois = [hand_landmarks.landmarks_roi(f.points) for f in found]
+        again = self.read(image, rois, flip=self.flip)
+        kept = zip(found, again, strict=True)
+        return [b if b.presence >= self.min_presence else a for a, b in kept]
 
     # -- photographs --------------------------------------------------------------------------
 
@@ -184,24 +192,17 @@ class HandFinder:
         """Every hand in an (H, W, 3) uint8 RGB photograph, most confident first.
 
         boxes: the user's hand boxes (x0, y0, x1, y1, project pixels), which replace the
-        detector: each is read as a square 1.5x its longer side, turned four ways (the most
-        present reading kept, then refined)."""
+        detector (`read_box`)."""
         if boxes is not None:
-            found = [self._read_box(image, np.asarray(b, dtype=np.float64)) for b in boxes]
-            found = [f for f in found if f.presence >= self.min_presence]
+            found = [self.read_box(image, np.asarray(b, dtype=np.float64)) for b in boxes]
         else:
             rois = [palm_detection.detection_roi(d) for d in self.detect(image)]
             found = [f for f in self.read(image, rois) if f.presence >= self.min_presence]
             if not found and self.closeup:
                 found = self.read(image, closeup_rois(image))
                 found = [f for f in found if f.presence >= self.min_presence]
-        if self.refine and found:
-            rois = [hand_landmarks.landmarks_roi(f.points) for f in found]
-            again = self.read(image, rois, flip=self.flip)
-            found = [
-                b if b.presence >= self.min_presence else a
-                for a, b in zip(found, again, strict=True)
-            ]
+            found = self.refined(image, found)
+        found = [f for f in found if f.presence >= self.min_presence]
         return distinct([_hand(f) for f in found])[: self.max_hands]
 
 
@@ -220,7 +221,7 @@ def closeup_rois(image: np.ndarray) -> list[Roi]:
 
 def box_roi(box: np.ndarray, margin: float = 1.5) -> Roi:
     """An upright square crop around a user's box (project pixels), margin x its longer side."""
-    x0, y0, x1, y1 = box + 0.5  # project pixels -> MediaPipe's continuous ones
+    x0, y0, x1, y1 = box
     return Roi((x0 + x1) / 2, (y0 + y1) / 2, margin * max(x1 - x0, y1 - y0), 0.0)
 
 
@@ -265,6 +266,6 @@ class HandTracker:
         hands = distinct(found)[: finder.max_hands]
         self._since += 1
         self._tracked = [
-            (h.track, hand_landmarks.landmarks_roi(h.landmarks[:, :2] + 0.5)) for h in hands
+            (h.track, hand_landmarks.landmarks_roi(h.landmarks[:, :2])) for h in hands
         ]
         return hands

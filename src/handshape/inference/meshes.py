@@ -98,8 +98,10 @@ class _Mesher:
         mesher's), then moved onto the rays of keypoints (B, 21, 2), pixels of K's image, by
         the refinement's strength."""
         scale = torch.full((len(K),), self.scale) if scale is None else scale.float()
-        z = root_depth(out.joints, K_square, self.size, scale, self.ratios).float()
-        z = z if depth is None else depth.float()
+        if depth is None:
+            z = root_depth(out.joints, K_square, self.size, scale, self.ratios).float()
+        else:
+            z = depth.float()
         joints = from_uvd(out.joints, K_square, z, scale, self.size).float()
         vertices = None
         if out.vertices is not None:
@@ -196,15 +198,14 @@ class ImageMesher(_Mesher):
         if not hands:
             return []
         width = image.shape[1]
-        crops, Ks = [], []
-        for hand in hands:
+        crops, squares = [], []
+        K = torch.stack([self._image_K(h, camera, width) for h in hands])
+        for hand, K_hand in zip(hands, K, strict=True):
             left = hand.handedness == "left"
             source = np.ascontiguousarray(image[:, ::-1]) if left else image
-            K = self._image_K(hand, camera, width).double().numpy()
             box = box_from_joints(self._as_right(hand, width)[:, :2], margin=IMAGE_CROP_MARGIN)
             A = crop_transform(box, self.size)
             crops.append(crop_image(source, A, self.size))
-            Ks.append(torch.from_numpy(A @ K).float())
+            squares.append(torch.from_numpy(A @ K_hand.double().numpy()).float())
         tensor = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-        K = torch.stack([self._image_K(h, camera, width) for h in hands])
-        return self._place(hands, self.net(tensor), torch.stack(Ks), K, camera, depth, width)
+        return self._place(hands, self.net(tensor), torch.stack(squares), K, camera, depth, width)

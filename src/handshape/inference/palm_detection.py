@@ -19,7 +19,7 @@ RectTransformation):
   is the detection's box turned so that the wrist-to-MCP vector points up, moved by half its
   height towards the fingers, squared on its longer side and enlarged 2.6x.
 
-Coordinates are image pixels in MediaPipe's continuous convention (`handshape.inference.rois`).
+Coordinates are image pixels, centres at integers (`handshape.inference.rois`).
 Where handshape goes beyond MediaPipe: the detector may see several windows of the image in one
 batch (the letterboxed whole image, MediaPipe's only one, and tiles of it, `rois.tiles`), whose
 detections are merged by the same weighted NMS (`detect`).
@@ -158,17 +158,21 @@ def merge_windows(
     windows: list[Window],
     raw_boxes: np.ndarray,
     raw_scores: np.ndarray,
-    min_score: float = MIN_SCORE,
+    min_score: float | list[float] = MIN_SCORE,
     anchors: np.ndarray | None = None,
 ) -> list[Detection]:
     """Detections in image pixels from the detector's outputs for each window (raw_boxes (N,
-    A, 18), raw_scores (N, A) or (N, A, 1)): decoded, kept from `min_score`, mapped out of their
-    windows and merged across windows by weighted NMS, best first."""
+    A, 18), raw_scores (N, A) or (N, A, 1)): decoded, kept from `min_score` (one for all
+    windows or one per window), mapped out of their windows and merged across windows by
+    weighted NMS, best first."""
     anchors = ssd_anchors() if anchors is None else anchors
+    thresholds = [min_score] * len(windows) if isinstance(min_score, float | int) else min_score
     all_scores, all_boxes, all_points = [], [], []
-    for window, boxes_raw, scores_raw in zip(windows, raw_boxes, raw_scores, strict=True):
+    for window, boxes_raw, scores_raw, threshold in zip(
+        windows, raw_boxes, raw_scores, thresholds, strict=True
+    ):
         scores, boxes, points = decode(boxes_raw, scores_raw, anchors)
-        keep = scores >= min_score
+        keep = scores >= threshold
         all_scores.append(scores[keep])
         all_boxes.append(window.to_image(boxes[keep].reshape(-1, 2, 2)).reshape(-1, 4))
         all_points.append(window.to_image(points[keep]))

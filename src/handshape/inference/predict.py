@@ -17,6 +17,7 @@ written for it is removed. No hand is not a failure: an empty `hands` list.
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ class Predictor:
             for done in written:
                 done.unlink(missing_ok=True)
             raise
+        for stale in out.glob(f"{glob.escape(path.stem)}_hand*.*"):  # from a run with more hands
+            if stale.suffix in (".ply", ".obj") and stale not in written:
+                stale.unlink()
         return written[-1], len(meshes)
 
     def video(self, path: Path, out: Path, progress: bool = False) -> tuple[Path, int]:

@@ -2,8 +2,11 @@
 
 A `Window` is an axis-aligned square the palm detector sees (the whole image, letterboxed, or a
 tile of it); a `Roi` a rotated square around one hand that the landmark network sees. Both are
-in image pixels in MediaPipe's continuous convention (its normalised coordinates times the
-image size: pixel i covers [i, i + 1]); `warp` cuts either out the way MediaPipe's
+in image pixels with OpenCV's (and the project's) convention, pixel centres at integers:
+MediaPipe's normalised coordinates times the image size, as its ImageToTensor hands them to
+cv2.warpPerspective, and its landmarks come back in the same terms (measured on rendered hands
+with known joints: reading them as half a pixel off, or flipping mirrored crops about 224
+instead of 223, is no better; docs/prediction.md). `warp` cuts either out the way MediaPipe's
 ImageToTensor does (the square's corners onto the input's corners, bilinear), except that a
 square shrunk by more than 2x is area-averaged most of the way first: bilinear sampling alone
 aliases in large photographs (MediaPipe accepts that; handshape does not).
@@ -146,8 +149,11 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, replicate: bool) -> n
             interpolation=cv2.INTER_AREA,
         )
         fx, fy = small.shape[1] / part.shape[1], small.shape[0] / part.shape[0]
-        # small pixels -> image pixels: X = x0 + x / fx (continuous convention)
-        back = np.array([[1 / fx, 0.0, x0], [0.0, 1 / fy, y0], [0.0, 0.0, 1.0]])
+        # small pixels -> image pixels, both with OpenCV's pixel centres at integers (as
+        # cv2.resize maps them): X = x0 + (x + 0.5) / fx - 0.5
+        back = np.array(
+            [[1 / fx, 0.0, x0 + 0.5 / fx - 0.5], [0.0, 1 / fy, y0 + 0.5 / fy - 0.5], [0, 0, 1.0]]
+        )
         matrix = matrix @ back
         image = small
     return cv2.warpAffine(

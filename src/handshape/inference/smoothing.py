@@ -6,9 +6,8 @@ f_c = min_cutoff + beta * |dx/dt| (the speed itself low-passed at d_cutoff), so 
 does not jitter and a moving one does not lag. The smoothing factor of a step of dt seconds is
 alpha = 1 / (1 + tau / dt), tau = 1 / (2 pi f_c).
 
-`OneEuro` filters arrays of any fixed shape elementwise; `HandSmoother` keeps one filter per
-tracked hand (matched frame to frame by handedness and box overlap) and forgets hands that
-left.
+`OneEuro` filters arrays of any fixed shape elementwise; `handshape predict` keeps one per
+tracked hand (its track number) and forgets hands that left.
 """
 
 from __future__ import annotations
