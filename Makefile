@@ -15,6 +15,7 @@ SYNTH_VAL ?= 512
 WORKERS ?= 2
 DATA ?= demo
 ROOT ?=
+SEEDS ?= 1
 export PYOPENGL_PLATFORM ?= egl
 
 .PHONY: help venv test lint pretrain pretrain-lift predict-samples finetune finetune-study ablate-losses compare-heads pose-baselines sheet synth synth-sheet bench clean
@@ -57,6 +58,7 @@ test: venv
 
 pretrain: venv
 	$(BIN)/handshape pretrain --experiment $(EXPERIMENT)
+	$(BIN)/python scripts/check_pretrain.py outputs/pretrain --experiment $(EXPERIMENT)
 
 # The keypoint network predict uses; ship a new one with scripts/ship_keypoint_bundle.py.
 pretrain-lift: venv
@@ -74,16 +76,16 @@ finetune: venv
 	$(BIN)/handshape finetune --experiment $(EXPERIMENT) --data $(DATA) $(if $(ROOT),--root $(ROOT)) $(OVERRIDES)
 
 finetune-study: venv
-	$(BIN)/handshape study weak $(OVERRIDES)
+	$(BIN)/handshape study weak --seeds $(SEEDS) $(OVERRIDES)
 
 ablate-losses: venv
-	$(BIN)/handshape study losses $(OVERRIDES)
+	$(BIN)/handshape study losses --seeds $(SEEDS) $(OVERRIDES)
 
 compare-heads: venv
-	$(BIN)/handshape study heads $(OVERRIDES)
+	$(BIN)/handshape study heads --seeds $(SEEDS) $(OVERRIDES)
 
 pose-baselines: venv
-	$(BIN)/handshape study pose $(OVERRIDES)
+	$(BIN)/handshape study pose --seeds $(SEEDS) $(OVERRIDES)
 
 sheet: venv
 	$(BIN)/handshape handmodel sheet --out docs/handmodel.png

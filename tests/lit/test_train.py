@@ -211,6 +211,23 @@ def test_each_stage_starts_from_the_parts_trained_before(pretrained: dict[str, A
         assert any(not torch.equal(initial[k], trained[k]) for k in keys if "weight" in k)
 
 
+def test_two_trainings_from_one_seed_give_identical_weights(
+    tiny: dict[str, Any], pretrained: dict[str, Any]
+) -> None:
+    from safetensors.torch import load_file
+
+    again = run_pretraining(tiny_config(tiny, tiny["base"] / "again"), progress=False)
+    first = load_file(str(pretrained["bundle"] / "model.safetensors"))
+    second = load_file(str(again / "model.safetensors"))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_cpu_kernels_are_pinned_to_one_instruction_set() -> None:
+    """MKL and oneDNN choose kernels by the CPU; training pins them (handshape/lit/__init__.py)."""
+    assert os.environ["MKL_CBWR"] == "AVX2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+
+
 def test_a_rerun_skips_finished_stages(
     pretrained: dict[str, Any], tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

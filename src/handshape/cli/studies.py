@@ -17,9 +17,20 @@ def cmd_study(args: argparse.Namespace) -> None:
     if study.kind == "finetune":
         from handshape.studies.weak import run_weak_study
 
-        run_weak_study(study, out, args.overrides, args.configs)
+        def run(folder: Path, overrides: list[str]) -> dict:
+            return run_weak_study(study, folder, overrides, args.configs)
+    else:
+
+        def run(folder: Path, overrides: list[str]) -> dict:
+            return run_study(study, folder, overrides, args.configs, workers=args.workers)
+
+    if args.seeds == 1:  # one run, in OUT itself (as before seeds were a setting)
+        run(out, list(args.overrides))
         return
-    run_study(study, out, args.overrides, args.configs, workers=args.workers)
+    from handshape.studies.seeds import run_seeds
+
+    run_seeds(study, out, args.seeds, list(args.overrides), run)
+    print((out / "table.md").read_text())
 
 
 def add_study(sub: argparse._SubParsersAction) -> None:
@@ -36,5 +47,12 @@ def add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: outputs/<study name>)")
     p.add_argument("--configs", type=Path, help=CONFIGS_HELP)
     p.add_argument("--workers", type=int, default=2, help="processes for data generation")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run the study with train.seed 0..N-1 (OUT/seed<k>/) and report each variant's "
+        "mean and spread (OUT/table.md)",
+    )
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (every variant)")
     p.set_defaults(func=cmd_study)

@@ -1,0 +1,68 @@
+"""Does this `make pretrain` give the documented figures? (the last step of `make pretrain`)
+
+    .venv/bin/python scripts/check_pretrain.py outputs/pretrain
+
+Compares the run's eval/metrics.json with docs/headline.json (the figures the README quotes,
+with their tolerance) and says which agree; exits 1 when one does not, so that a headline
+that no longer reproduces is noticed at once. Other presets than the quick one have no
+documented figures: the check says so and passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEADLINE = REPO / "docs" / "headline.json"
+
+
+def values(metrics: dict) -> dict[str, float]:
+    return {
+        "mesh_error_mm": float(metrics["mesh_error_mm"]),
+        "pose_error_mm": float(metrics["pose_error_mm"]),
+        "auc_20_50": float(metrics["pck"]["auc_20_50"]),
+    }
+
+
+def check(run: Path, headline: Path = HEADLINE) -> list[str]:
+    """The disagreements between the run in folder `run` and the documented figures."""
+    metrics_path = run / "eval" / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{metrics_path}: no evaluation of a finished run here")
+    expected = json.loads(headline.read_text())
+    got = values(json.loads(metrics_path.read_text()))
+    problems = []
+    for key, value in got.items():
+        want, tolerance = float(expected[key]), float(expected["tolerance"][key])
+        verdict = "ok" if abs(value - want) <= tolerance else "DIFFERS"
+        print(f"{key}: {value:.3f} (documented {want:.3f} +- {tolerance}) {verdict}")
+        if verdict != "ok":
+            problems.append(key)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, nargs="?", default=Path("outputs/pretrain"))
+    parser.add_argument("--experiment", default="quick")
+    args = parser.parse_args(argv)
+    if args.experiment != "quick":
+        print(f"no documented figures for EXPERIMENT={args.experiment}: nothing to compare")
+        return 0
+    problems = check(args.run)
+    if problems:
+        print(
+            f"this run does not reproduce {HEADLINE.relative_to(REPO)} ({', '.join(problems)}); "
+            "see docs/training.md, 'Reproducibility', for what it depends on",
+            file=sys.stderr,
+        )
+        return 1
+    print("make pretrain reproduces the documented figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
