@@ -23,7 +23,7 @@ export PYOPENGL_PLATFORM ?= egl
 help:
 	@echo "make test      ruff + pytest (sets everything up on first use)"
 	@echo "make pretrain  the main job (EXPERIMENT=$(EXPERIMENT))"
-	@echo "make pretrain-lift  the keypoint network (2D keypoints -> mesh), ~10 min on 2 cores"
+	@echo "make pretrain-lift  the keypoint network (2D keypoints -> mesh), ~9 min on 2 cores"
 	@echo "make predict-samples  predict on ../shared/real_samples -> docs/real_samples_predict.png"
 	@echo "make finetune  weak supervision of its bundle (DATA=demo|rhd|stb ROOT=PATH)"
 	@echo "make ablate-losses  Table 1: Full, -Normal, -Edge, -Laplacian, -3D Pose side by side"

@@ -214,7 +214,9 @@ def test_every_annotated_hand_of_the_real_samples_is_found(tmp_path: Path) -> No
     assert all(r["hands"] for r in records.values())
 
 
-def test_inputs_of_one_name_and_boxes_for_videos_are_refused(photos: Path, tmp_path: Path) -> None:
+def test_inputs_of_one_name_and_boxes_for_videos_are_refused(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(photos / "right.png", other / "right.jpg")
@@ -224,15 +226,25 @@ def test_inputs_of_one_name_and_boxes_for_videos_are_refused(photos: Path, tmp_p
         == 2
     )
     assert not out.exists() or not list(out.iterdir())
+    said = capsys.readouterr().err
+    assert str(photos / "right.png") in said and str(other / "right.jpg") in said
     video = tmp_path / "clip.mp4"
     write_video(video, [np.asarray(Image.open(photos / "right.png").convert("RGB"))] * 2)
     assert main(["predict", str(video), "--box", "1,2,3,4", "--out", str(out)]) == 2
+    assert "--box is for photographs" in capsys.readouterr().err
 
 
 def test_a_rerun_with_fewer_hands_leaves_no_stale_mesh(photos: Path, tmp_path: Path) -> None:
     (tmp_path / "right_hand3.ply").write_text("from an earlier run")
+    # Another input's meshes (`right_hand.png`, `right_hand0.png`) are not this one's to remove.
+    (tmp_path / "right_hand_hand0.ply").write_text("another input's")
+    (tmp_path / "right_hand0_hand0.obj").write_text("another input's")
     assert main(["predict", str(photos / "right.png"), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.glob("right_hand*")) == ["right_hand0.ply"]
+    assert sorted(p.name for p in tmp_path.glob("right_hand*")) == [
+        "right_hand0.ply",
+        "right_hand0_hand0.obj",
+        "right_hand_hand0.ply",
+    ]
 
 
 def test_predicting_imports_neither_lightning_nor_pyg(tmp_path: Path) -> None:

@@ -30,7 +30,10 @@ class CropLifter:
         """(21, 3) landmarks in pixels and presence of a crop's hand: read in the crop's
         central square, whose 1.5x margin (`HandFinder.read_box`) is the whole crop."""
         size = image.shape[0]
-        found = self.finder.read_box(image, np.array([1, 1, 5, 5]) * (size - 1) / 6.0)
+        # Pixel centres run 0..size-1: the crop's centre is (size - 1) / 2, its side size.
+        centre, half = (size - 1) / 2.0, size / 3.0
+        box = np.array([centre - half, centre - half, centre + half, centre + half])
+        found = self.finder.read_box(image, box)
         return found.points.copy(), found.presence
 
     @torch.inference_mode()

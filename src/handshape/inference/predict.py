@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +157,10 @@ class Predictor:
             for done in written:
                 done.unlink(missing_ok=True)
             raise
-        for stale in out.glob(f"{glob.escape(path.stem)}_hand*.*"):  # from a run with more hands
-            if stale.suffix in (".ply", ".obj") and stale not in written:
+        # Meshes of a run that found more hands; not another input's (`a_hand.png`'s meshes).
+        own_mesh = re.compile(rf"{re.escape(path.stem)}_hand\d+\.(ply|obj)")
+        for stale in out.glob(f"{glob.escape(path.stem)}_hand*"):
+            if own_mesh.fullmatch(stale.name) and stale not in written:
                 stale.unlink()
         return written[-1], len(meshes)
 
