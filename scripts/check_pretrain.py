@@ -31,12 +31,12 @@ def values(metrics: dict) -> dict[str, float]:
     }
 
 
-def check(run: Path, headline: Path = HEADLINE) -> list[str]:
-    """The disagreements between the run in folder `run` and the documented figures."""
+def check(run: Path, expected: dict) -> list[str]:
+    """The disagreements between the run in folder `run` and the documented figures `expected`
+    (docs/headline.json's contents)."""
     metrics_path = run / "eval" / "metrics.json"
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path}: no evaluation of a finished run here")
-    expected = json.loads(headline.read_text())
     got = values(json.loads(metrics_path.read_text()))
     problems = []
     for key, value in got.items():
@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiment != "quick":
         print(f"no documented figures for EXPERIMENT={args.experiment}: nothing to compare")
         return 0
-    problems = check(args.run)
-    measured_cores, cores = int(json.loads(HEADLINE.read_text())["cores"]), os.cpu_count()
+    expected = json.loads(HEADLINE.read_text())
+    problems = check(args.run, expected)
+    measured_cores, cores = int(expected["cores"]), os.cpu_count()
     if problems and cores != measured_cores:
         print(
             f"this host has {cores} cores, the documented figures were measured on "

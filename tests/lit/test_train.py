@@ -226,9 +226,6 @@ def test_two_trainings_from_one_seed_give_identical_weights(
 def test_training_runs_mkl_and_onednn_on_their_avx2_kernels() -> None:
     """MKL and oneDNN choose kernels by the CPU; training pins them (handshape/lit/__init__.py),
     in the order `handshape pretrain` imports things (torch first), as both libraries report."""
-    import subprocess
-    import sys
-
     code = (
         "import torch, handshape.cli, handshape.lit; a = torch.randn(64, 64); a @ a; "
         "torch.nn.functional.conv2d(torch.randn(4, 64, 32, 32), torch.randn(64, 64, 3, 3))"
